@@ -1,0 +1,55 @@
+"""lookalike: find similar images, mislabels and duplicates in labeled image datasets.
+
+FiftyOne holds the dataset, CLIP (open_clip) or another registered model embeds it, Qdrant indexes it.
+"""
+
+from .api import EmbedSummary, Match, embed, similar
+from .config import Config, load_config
+from .datasets import load
+from .demo import run
+from .exceptions import (
+    ConfigError,
+    DatasetNotFoundError,
+    IndexMismatchError,
+    IndexUnreachableError,
+    LookalikeError,
+    ModelError,
+    NotEmbeddedError,
+    SourceError,
+    TextNotSupportedError,
+    UnknownModelError,
+)
+from .index import EdgeIndex, ExactIndex, Hit, QdrantIndex, VectorIndex
+from .models import Embedder, get_embedder, list_models, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DatasetNotFoundError",
+    "EdgeIndex",
+    "EmbedSummary",
+    "Embedder",
+    "ExactIndex",
+    "Hit",
+    "IndexMismatchError",
+    "IndexUnreachableError",
+    "LookalikeError",
+    "Match",
+    "ModelError",
+    "NotEmbeddedError",
+    "QdrantIndex",
+    "SourceError",
+    "TextNotSupportedError",
+    "UnknownModelError",
+    "VectorIndex",
+    "embed",
+    "get_embedder",
+    "list_models",
+    "load",
+    "load_config",
+    "register_model",
+    "run",
+    "similar",
+]

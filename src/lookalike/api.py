@@ -1,0 +1,287 @@
+"""The verbs behind the CLI, for Python and Jupyter: :func:`embed`, :func:`similar`, :func:`export_run`.
+
+Each embedding run (dataset + model) is recorded in ``dataset.info["lookalike"]`` so later calls know
+which model and collection to use; the API key is never recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import Config, load_config
+from .datasets import find_label_field, get_dataset, sample_table
+from .embedding import EmbeddingCache, Progress, embed_files
+from .exceptions import ConfigError, NotEmbeddedError
+from .index import EdgeIndex, Hit, QdrantIndex, open_index
+from .models import Embedder, get_embedder
+
+if TYPE_CHECKING:
+    import fiftyone as fo
+
+log = logging.getLogger(__name__)
+
+INFO_KEY = "lookalike"
+HASH_FIELD = "content_hash"
+ERROR_FIELD = "embed_error"
+SIMILAR_VIEW = "lookalike-similar"
+OPTIMIZE_ABOVE = 20_000  # points beyond which the embedded store builds its HNSW graph
+
+
+@dataclass
+class EmbedSummary:
+    """What :func:`embed` did."""
+
+    dataset: str
+    model: str
+    model_key: str
+    dim: int
+    samples: int
+    embedded: int
+    computed: int
+    cached: int
+    failed: dict[str, str] = field(default_factory=dict)
+    upserted: int = 0
+    deleted: int = 0
+    collection: str = ""
+
+
+@dataclass
+class Match:
+    """One result of :func:`similar`."""
+
+    id: str
+    filepath: str
+    label: Any
+    split: str | None
+    tags: list[str]
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _public_url(url: str | None) -> str | None:
+    """The URL without credentials, fit to be stored."""
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _runs(dataset: fo.Dataset) -> dict[str, Any]:
+    return dict((dataset.info or {}).get(INFO_KEY, {}))
+
+
+def get_run(dataset: fo.Dataset, model: str | None = None) -> dict[str, Any]:
+    """The recorded embedding run for ``model`` (a model name or key), else the latest one."""
+    info = _runs(dataset)
+    runs: dict[str, Any] = info.get("runs", {})
+    if not runs:
+        raise NotEmbeddedError(
+            f"dataset {dataset.name!r} has no embeddings yet; run `lookalike embed {dataset.name}` first"
+        )
+    if model is None:
+        return dict(runs[info["latest"]])
+    for key, run in runs.items():
+        if model in (key, run["model"]):
+            return dict(run)
+    raise NotEmbeddedError(
+        f"dataset {dataset.name!r} has no embeddings from {model!r}; it has: "
+        f"{', '.join(r['model'] for r in runs.values())}. Run `lookalike embed {dataset.name} --model {model}`"
+    )
+
+
+def open_run_index(run: dict[str, Any], config: Config) -> EdgeIndex | QdrantIndex:
+    """The index holding a recorded run's vectors (the server URL comes from config when it is set)."""
+    url = config.index.url or run.get("url")
+    return open_index(run["dataset"], run["model_key"], run["dim"], url=url, api_key=config.index.api_key,
+                      home=config.index.home_path())
+
+
+def run_embedder(run: dict[str, Any], config: Config) -> Embedder:
+    """Rebuild the model that produced a run (for image and text queries)."""
+    return get_embedder(run["model"], pretrained=run.get("pretrained"), image_size=run.get("image_size"),
+                        device=config.embed.device)
+
+
+def embed(
+    name: str,
+    model: str | Embedder | None = None,
+    pretrained: str | None = None,
+    image_size: int | None = None,
+    *,
+    config: Config | None = None,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+) -> EmbedSummary:
+    """Embed every sample of dataset ``name`` and sync the Qdrant collection for (dataset, model).
+
+    Vectors come from the embedding cache where the file's bytes were seen before, so a rerun on an
+    unchanged dataset does no model work and an interrupted run resumes. Unreadable images get a reason
+    in the ``embed_error`` field and are left out of the index. ``rebuild`` drops the collection first.
+    """
+    config = config or load_config()
+    dataset = get_dataset(name)
+    if isinstance(model, str) or model is None:
+        embedder = get_embedder(model or config.embed.model, pretrained=pretrained or config.embed.pretrained,
+                                image_size=image_size or config.embed.image_size, device=config.embed.device)
+    else:
+        embedder = model
+    home = config.index.home_path()
+    index = open_index(name, embedder.key, embedder.dim, url=config.index.url, api_key=config.index.api_key,
+                       home=home, rebuild=rebuild)
+    table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
+    cache = EmbeddingCache(home / "embeddings.sqlite")
+    try:
+        result = embed_files(table["filepath"], embedder, cache, batch_size=config.embed.batch_size,
+                             num_workers=config.embed.num_workers, progress=progress)
+    finally:
+        cache.close()
+    dataset.set_values(HASH_FIELD, result.hashes)
+    dataset.set_values(ERROR_FIELD, [result.errors.get(i) for i in range(len(result.hashes))])
+
+    ok = sorted(result.vectors)
+    wanted = {
+        table["id"][i]: {
+            "label": table["label"][i], "split": table["split"][i], "tags": table["tags"][i],
+            "filepath": table["filepath"][i], HASH_FIELD: result.hashes[i], "sample_id": table["id"][i],
+        }
+        for i in ok
+    }
+    present = index.payloads()
+    changed = [i for i in ok if present.get(table["id"][i]) != wanted[table["id"][i]]]
+    stale = [sid for sid in present if sid not in wanted]
+    if isinstance(index, EdgeIndex):
+        with index.session():
+            _sync(index, table, result.matrix(changed) if changed else None, changed, wanted, stale)
+            if changed and len(wanted) >= OPTIMIZE_ABOVE:
+                index.optimize()
+    else:
+        _sync(index, table, result.matrix(changed) if changed else None, changed, wanted, stale)
+
+    run = {
+        "dataset": name, "model": embedder.name, "model_key": embedder.key, "dim": embedder.dim,
+        "pretrained": pretrained or config.embed.pretrained if embedder.name.startswith("clip") else None,
+        "image_size": image_size or config.embed.image_size, "url": _public_url(config.index.url),
+        "collection": getattr(index, "collection", None) or str(getattr(index, "path", "")),
+        "count": len(wanted),
+    }
+    info = _runs(dataset)
+    info.setdefault("runs", {})[embedder.key] = run
+    info["latest"] = embedder.key
+    dataset.info[INFO_KEY] = info
+    dataset.save()
+    return EmbedSummary(
+        dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim, samples=len(table["id"]),
+        embedded=len(ok), computed=result.computed, cached=result.cached,
+        failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
+        upserted=len(changed), deleted=len(stale), collection=run["collection"],
+    )
+
+
+def _sync(index: EdgeIndex | QdrantIndex, table: dict[str, list[Any]], vectors: np.ndarray | None,
+          changed: list[int], wanted: dict[str, dict[str, Any]], stale: list[str]) -> None:
+    if vectors is not None:
+        ids = [table["id"][i] for i in changed]
+        index.upsert(ids, vectors, [wanted[s] for s in ids])
+    index.delete(stale)
+
+
+def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | QdrantIndex,
+              embedder: list[Embedder], run: dict[str, Any], config: Config) -> tuple[np.ndarray, list[str]]:
+    """Vectors for sample ids (from the index) and image files (embedded now); also the sample ids."""
+    ids = [s for s in items if not Path(s).is_file()]
+    files = [s for s in items if Path(s).is_file()]
+    rows = []
+    if ids:
+        try:
+            known = set(dataset.select(ids).values("id"))
+        except Exception:  # not even shaped like an ObjectId
+            known = set()
+        unknown = [s for s in ids if s not in known]
+        if unknown:
+            raise ConfigError(f"{unknown[0]!r} is neither an image file nor a sample id of {dataset.name!r}")
+        try:
+            rows.append(index.vectors(ids))
+        except KeyError as e:
+            raise NotEmbeddedError(
+                f"sample {ids} has no vector (its image may be unreadable: see its {ERROR_FIELD} field)"
+            ) from e
+    if files:
+        from PIL import Image
+
+        if not embedder:
+            embedder.append(run_embedder(run, config))
+        images = [Image.open(f).convert("RGB") for f in files]
+        rows.append(embedder[0].embed_pil(images))
+    return np.concatenate(rows) if rows else np.zeros((0, run["dim"]), np.float32), ids
+
+
+def similar(
+    name: str,
+    *,
+    image: str | None = None,
+    sample: str | None = None,
+    text: str | None = None,
+    like: Sequence[str] = (),
+    unlike: Sequence[str] = (),
+    k: int = 10,
+    min_score: float | None = None,
+    label: str | None = None,
+    split: str | None = None,
+    tag: str | None = None,
+    model: str | None = None,
+    config: Config | None = None,
+    save_view: bool = True,
+) -> list[Match]:
+    """The ``k`` samples of dataset ``name`` most similar to a query, most similar first.
+
+    Give exactly one of ``image`` (a file), ``sample`` (a sample id), ``text`` (needs a CLIP model), or
+    ``like``/``unlike`` (sample ids or image files; Qdrant's recommendation: near any ``like``, away from
+    every ``unlike``). ``label``, ``split`` and ``tag`` filter inside Qdrant; query samples are left out
+    of their own results. ``score`` is the cosine similarity (for ``like``, Qdrant's best-score value).
+    The results are also saved as the dataset view ``lookalike-similar``.
+    """
+    given = [x for x in (image, sample, text) if x] + ([like] if like else [])
+    if len(given) != 1:
+        raise ConfigError("give exactly one query: image, sample, text, or like (with optional unlike)")
+    if unlike and not like:
+        raise ConfigError("unlike needs at least one like example")
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, got {k}")
+    config = config or load_config()
+    dataset = get_dataset(name)
+    run = get_run(dataset, model)
+    index = open_run_index(run, config)
+    where = {key: v for key, v in (("label", label), ("split", split), ("tags", tag)) if v is not None}
+    embedder: list[Embedder] = []
+    if text:
+        embedder.append(run_embedder(run, config))
+        hits = index.query(embedder[0].embed_text([text]), k, where, min_score=min_score)[0]
+    elif like:
+        pos, pos_ids = _examples(like, dataset, index, embedder, run, config)
+        neg, neg_ids = _examples(unlike, dataset, index, embedder, run, config)
+        hits = index.recommend(pos, neg, k, where, exclude=pos_ids + neg_ids, min_score=min_score)
+    else:
+        vec, ids = _examples([sample or image or ""], dataset, index, embedder, run, config)
+        hits = index.query(vec, k, where, exclude=ids, min_score=min_score)[0]
+    matches = [_match(h) for h in hits]
+    if save_view:
+        dataset.save_view(SIMILAR_VIEW, dataset.select([m.id for m in matches], ordered=True), overwrite=True)
+    return matches
+
+
+def _match(hit: Hit) -> Match:
+    p = hit.payload
+    return Match(id=hit.id, filepath=p.get("filepath", ""), label=p.get("label"), split=p.get("split"),
+                 tags=list(p.get("tags") or []), score=hit.score)

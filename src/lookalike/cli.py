@@ -1,0 +1,189 @@
+"""``lookalike`` command line: load, embed, similar, run, app, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .config import Config, load_config
+from .exceptions import LookalikeError
+
+
+@contextmanager
+def _bar(desc: str) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar driven by ``progress(done, total)`` callbacks (on stderr, so --json stays clean)."""
+    from tqdm import tqdm
+
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=total == 0)
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _config(args: argparse.Namespace, **sections: dict[str, Any]) -> Config:
+    index = {"url": getattr(args, "qdrant_url", None), "api_key": getattr(args, "qdrant_api_key", None)}
+    return load_config(getattr(args, "config", None), {"index": index, **sections})
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from .datasets import load
+
+    dataset = load(args.source, name=args.name, format=args.format, label_field=args.label_field, progress=True)
+    print(f"dataset {dataset.name!r}: {len(dataset)} samples")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from .api import embed
+
+    config = _config(args, embed={"model": args.model, "pretrained": args.pretrained, "image_size": args.image_size,
+                                  "batch_size": args.batch_size, "device": args.device})
+    with _bar("embedding") as progress:
+        s = embed(args.name, config=config, rebuild=args.rebuild, progress=progress)
+    print(f"{s.model} ({s.model_key}, {s.dim}-d): {s.embedded}/{s.samples} samples embedded "
+          f"({s.computed} computed, {s.cached} cached); {s.upserted} upserted, {s.deleted} removed in {s.collection}")
+    for path, err in list(s.failed.items())[:20]:
+        print(f"  skipped {path}: {err}", file=sys.stderr)
+    if len(s.failed) > 20:
+        print(f"  ... and {len(s.failed) - 20} more (field embed_error)", file=sys.stderr)
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from .api import SIMILAR_VIEW, similar
+    from .demo import format_matches
+
+    matches = similar(
+        args.name, image=args.image, sample=args.sample, text=args.text, like=args.like or (),
+        unlike=args.unlike or (), k=args.k, min_score=args.min_score, label=args.label, split=args.split,
+        tag=args.tag, model=args.model, config=_config(args),
+    )
+    if args.json:
+        print(json.dumps([m.to_dict() for m in matches], indent=2))
+    else:
+        print(format_matches(matches))
+        print(f"(saved as view {SIMILAR_VIEW!r} of dataset {args.name!r})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    config = load_config(args.config_file, {"index": {"url": args.qdrant_url}})
+    with _bar("embedding") as progress:
+        run(config=config, progress=progress)
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    import fiftyone as fo
+
+    from .datasets import get_dataset
+
+    dataset = get_dataset(args.name)
+    session = fo.launch_app(dataset, remote=True, port=args.port, address=args.address)
+    print(f"FiftyOne App serving {args.name!r} at http://{args.address}:{args.port} (Ctrl-C to stop)")
+    session.wait(-1)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    for name in list_models():
+        print(name + (":ARCH  (any open_clip architecture, e.g. clip:ViT-B-32)" if name == "clip" else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lookalike", description="Curate and debug labeled image datasets: "
+                                "FiftyOne + CLIP embeddings + Qdrant.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="YAML settings file (see configs/)")
+        sp.add_argument("--qdrant-url", help="Qdrant server URL (default: the embedded store)")
+        sp.add_argument("--qdrant-api-key", help="Qdrant API key (or $LOOKALIKE_QDRANT_API_KEY)")
+
+    sp = sub.add_parser("load", help="load a dataset into FiftyOne")
+    sp.add_argument("source", help="image folder tree, a file/folder in --format, or an existing dataset name")
+    sp.add_argument("--name", help="dataset name (default: the folder's name)")
+    sp.add_argument("--format", help="coco, yolo, voc, csv, fiftyone, image-tree, images, ... (default: a folder)")
+    sp.add_argument("--label-field", default="ground_truth", help="field for the labels (default ground_truth)")
+    sp.set_defaults(func=cmd_load)
+
+    sp = sub.add_parser("embed", help="embed a dataset and index it in Qdrant")
+    sp.add_argument("name", help="FiftyOne dataset name")
+    sp.add_argument("--model", help="clip:ARCH, efficientnet-lite0, ... (`lookalike models`; default clip:ViT-B-32)")
+    sp.add_argument("--pretrained", help="open_clip pretrained tag or a local checkpoint file")
+    sp.add_argument("--image-size", type=int, help="input size for models that take one (efficientnet-lite0)")
+    sp.add_argument("--batch-size", type=int)
+    sp.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: GPU when present)")
+    sp.add_argument("--rebuild", action="store_true", help="drop and refill the collection")
+    common(sp)
+    sp.set_defaults(func=cmd_embed)
+
+    sp = sub.add_parser("similar", help="find similar samples by image, sample, text or examples")
+    sp.add_argument("name", help="FiftyOne dataset name")
+    q = sp.add_mutually_exclusive_group(required=True)
+    q.add_argument("--image", help="query image file")
+    q.add_argument("--sample", help="query sample id")
+    q.add_argument("--text", help="query text prompt (CLIP models)")
+    q.add_argument("--like", action="append", help="positive example: sample id or image file (repeatable)")
+    sp.add_argument("--unlike", action="append", help="negative example for --like (repeatable)")
+    sp.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    sp.add_argument("--min-score", type=float, help="only results with at least this score")
+    sp.add_argument("--label", help="only samples with this label")
+    sp.add_argument("--split", help="only samples of this split")
+    sp.add_argument("--tag", help="only samples with this tag")
+    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
+    sp.add_argument("--json", action="store_true", help="print a JSON array")
+    common(sp)
+    sp.set_defaults(func=cmd_similar)
+
+    sp = sub.add_parser("run", help="run the main job from a config file")
+    sp.add_argument("config_file", help="e.g. configs/demo.yaml")
+    sp.add_argument("--qdrant-url", help="Qdrant server URL (default: the embedded store)")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("app", help="open a dataset in the FiftyOne App")
+    sp.add_argument("name")
+    sp.add_argument("--port", type=int, default=5151)
+    sp.add_argument("--address", default="localhost")
+    sp.set_defaults(func=cmd_app)
+
+    sp = sub.add_parser("models", help="list the model registry")
+    sp.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args))
+    except LookalikeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished batches are cached; rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Settings, resolved in one direction: defaults, then a YAML file, then the environment, then arguments.
+
+A YAML file has up to four sections, each optional::
+
+    dataset: {name, source, format, label_field, demo_train, demo_test}
+    embed:   {model, pretrained, fallback, image_size, batch_size, num_workers, device}
+    index:   {url, api_key, home}
+    queries: {k, texts, per_class}
+
+Environment variables: ``LOOKALIKE_HOME`` (stores and caches), ``LOOKALIKE_MODEL``, ``LOOKALIKE_DEVICE``,
+``LOOKALIKE_BATCH_SIZE``, ``LOOKALIKE_NUM_WORKERS``, ``LOOKALIKE_QDRANT_URL``, ``LOOKALIKE_QDRANT_API_KEY``.
+The API key is read from the environment or an argument only; it is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError
+
+
+def default_home() -> Path:
+    """Folder for the embedded Qdrant stores and the embedding cache."""
+    return Path(os.environ.get("LOOKALIKE_HOME", Path.home() / ".lookalike")).expanduser()
+
+
+@dataclass
+class DatasetConfig:
+    name: str | None = None
+    source: str | None = None
+    format: str | None = None
+    label_field: str | None = None
+    demo_train: int = 4000
+    demo_test: int = 1000
+
+
+@dataclass
+class EmbedConfig:
+    model: str = "clip:ViT-B-32"
+    pretrained: str | None = None
+    fallback: str | None = None
+    image_size: int | None = None
+    batch_size: int = 32
+    num_workers: int = 2
+    device: str | None = None
+
+
+@dataclass
+class IndexConfig:
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    home: str | None = None
+
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser() if self.home else default_home()
+
+
+@dataclass
+class QueriesConfig:
+    k: int = 5
+    texts: list[str] = field(default_factory=list)
+    per_class: int = 1
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    queries: QueriesConfig = field(default_factory=QueriesConfig)
+
+
+_ENV: dict[str, tuple[str, str, type]] = {
+    "LOOKALIKE_HOME": ("index", "home", str),
+    "LOOKALIKE_MODEL": ("embed", "model", str),
+    "LOOKALIKE_DEVICE": ("embed", "device", str),
+    "LOOKALIKE_BATCH_SIZE": ("embed", "batch_size", int),
+    "LOOKALIKE_NUM_WORKERS": ("embed", "num_workers", int),
+    "LOOKALIKE_QDRANT_URL": ("index", "url", str),
+    "LOOKALIKE_QDRANT_API_KEY": ("index", "api_key", str),
+}
+
+
+def _apply(config: Config, section: str, values: Mapping[str, Any], origin: str) -> None:
+    target = getattr(config, section, None)
+    if target is None:
+        raise ConfigError(
+            f"{origin}: unknown section {section!r}; expected one of dataset, embed, index, queries"
+        )
+    known = {f.name for f in dataclasses.fields(target)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"{origin}: unknown setting {section}.{key}; expected one of {', '.join(sorted(known))}"
+            )
+        setattr(target, key, value)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build a :class:`Config` from defaults, ``path`` (YAML), the environment and ``overrides``.
+
+    ``overrides`` maps section to settings, e.g. ``{"embed": {"model": "efficientnet-lite0"}}``;
+    ``None`` values in it are ignored so that unset CLI flags do not mask the file.
+    """
+    config = Config()
+    if path is not None:
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; see configs/ for examples")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{p}: section {section!r} must be a mapping")
+            _apply(config, section, values, str(p))
+    for var, (section, key, kind) in _ENV.items():
+        raw = os.environ.get(var)
+        if raw:
+            try:
+                _apply(config, section, {key: kind(raw)}, f"${var}")
+            except ValueError as e:
+                raise ConfigError(f"${var}={raw!r} is not a valid {kind.__name__}") from e
+    for section, values in (overrides or {}).items():
+        _apply(config, section, {k: v for k, v in values.items() if v is not None}, "arguments")
+    return config

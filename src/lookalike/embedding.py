@@ -1,0 +1,182 @@
+"""Streaming image embedding with a content-addressed cache.
+
+Files are hashed (SHA-256 of their bytes); only hashes the cache lacks for this model are decoded
+(in DataLoader worker processes) and run through the model in batches. Each batch is committed to the
+cache as soon as it is done, so an interrupted run loses at most one batch and a rerun resumes.
+Unreadable files are reported with a reason and skipped; the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .models import Embedder
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+def content_hash(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """Vectors by (model key, content hash) in one SQLite file; safe to share between runs and datasets."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, hash TEXT, vector BLOB, PRIMARY KEY (model, hash))"
+        )
+        self._db.commit()
+
+    def get(self, model_key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT hash, vector FROM vectors WHERE model = ? AND hash IN ({','.join('?' * len(chunk))})",
+                [model_key, *chunk],
+            )
+            for h, blob in rows:
+                out[h] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def put(self, model_key: str, items: dict[str, np.ndarray]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+            [(model_key, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items.items()],
+        )
+        self._db.commit()
+
+    def count(self, model_key: str) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM vectors WHERE model = ?", [model_key]).fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass
+class EmbedResult:
+    """Per input file: its hash (``None`` if unreadable), its vector row or its error."""
+
+    hashes: list[str | None]
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    computed: int = 0
+    cached: int = 0
+
+    def matrix(self, indices: Sequence[int]) -> np.ndarray:
+        return np.stack([self.vectors[i] for i in indices]).astype(np.float32, copy=False)
+
+
+class _Decoder:
+    """Decodes and preprocesses one file in a worker; returns the error text instead of raising."""
+
+    def __init__(self, paths: Sequence[str], preprocess: Callable[[Any], Any]) -> None:
+        self.paths = paths
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
+        from PIL import Image
+
+        try:
+            with Image.open(self.paths[i]) as im:
+                im.load()
+                return i, self.preprocess(im), None
+        except Exception as e:  # any decoder failure is recorded, never fatal
+            return i, None, f"cannot decode image: {type(e).__name__}: {e}"
+
+
+def _collate(items: list[tuple[int, Any, str | None]]) -> list[tuple[int, Any, str | None]]:
+    return items
+
+
+def embed_files(
+    paths: Sequence[str],
+    embedder: Embedder,
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 32,
+    num_workers: int = 2,
+    progress: Progress | None = None,
+) -> EmbedResult:
+    """Embed image files, reusing cached vectors; see the module docstring."""
+    import torch
+
+    result = EmbedResult(hashes=[])
+    for i, p in enumerate(paths):
+        try:
+            result.hashes.append(content_hash(p))
+        except OSError as e:
+            result.hashes.append(None)
+            result.errors[i] = f"cannot read file: {e.strerror or e}"
+    known = cache.get(embedder.key, [h for h in result.hashes if h]) if cache else {}
+    todo: dict[str, int] = {}  # hash -> first input index carrying it
+    for i, h in enumerate(result.hashes):
+        if h is None:
+            continue
+        if h in known:
+            result.vectors[i] = known[h]
+            result.cached += 1
+        else:
+            todo.setdefault(h, i)
+    total = len(todo)
+    if progress:
+        progress(0, total)
+    if total:
+        order = list(todo.values())
+        decoder = _Decoder([paths[i] for i in order], embedder.preprocess)
+        workers = num_workers if total > batch_size else 0
+        loader = torch.utils.data.DataLoader(
+            decoder, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+            pin_memory=embedder.device.startswith("cuda"),
+        )
+        done = 0
+        for batch in loader:
+            good = [(order[j], x) for j, x, err in batch if err is None]
+            for j, _, err in batch:
+                if err is not None:
+                    result.errors[order[j]] = err
+            if good:
+                vectors = embedder.embed_images(torch.stack([x for _, x in good]))
+                fresh = {result.hashes[i]: v for (i, _), v in zip(good, vectors, strict=True)}
+                if cache:
+                    cache.put(embedder.key, {h: v for h, v in fresh.items() if h})
+                for i, _ in good:
+                    result.vectors[i] = fresh[result.hashes[i]]
+                result.computed += len(good)
+            done += len(batch)
+            if progress:
+                progress(done, total)
+        # Files with the same bytes share the vector (or the error) of the first one embedded.
+        for i, h in enumerate(result.hashes):
+            if h is not None and i not in result.vectors and i not in result.errors:
+                first = todo[h]
+                if first in result.vectors:
+                    result.vectors[i] = result.vectors[first]
+                else:
+                    result.errors[i] = result.errors[first]
+    for i, err in result.errors.items():
+        log.warning("skipped %s: %s", paths[i], err)
+    return result

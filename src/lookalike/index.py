@@ -1,0 +1,488 @@
+"""Vector indexes: one protocol, three placements.
+
+- :class:`ExactIndex` — NumPy brute force in memory; the reference the others are tested against.
+- :class:`EdgeIndex` — Qdrant's engine in-process (qdrant-edge), stored in a folder: the default.
+  Chosen over qdrant-client's local mode by ``benchmarks/index_stores.py`` (see README).
+  The shard is opened per operation (or per :meth:`EdgeIndex.session`) and closed right after, so a
+  notebook and the App server can use one store in turn.
+- :class:`QdrantIndex` — a Qdrant server or cluster by URL (+ API key) through qdrant-client's query API;
+  also runs on qdrant-client's local mode (``path=``), which is how the tests exercise it offline.
+
+Points are keyed by a UUID derived from the sample id; the payload carries ``sample_id``, ``label``,
+``split``, ``tags``, ``filepath`` and ``content_hash``. ``where`` filters (``{"label": "cat"}``,
+``{"tags": ["a", "b"]}``: any of) run inside Qdrant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .exceptions import ConfigError, IndexError_, IndexMismatchError, IndexUnreachableError
+
+log = logging.getLogger(__name__)
+
+Where = Mapping[str, str | Sequence[str]]
+PAYLOAD_KEYS = ("label", "split", "tags")  # indexed for filtering
+_UPSERT_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result: sample id, cosine similarity (or recommendation score) and payload."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+class VectorIndex(Protocol):
+    """What every index offers. Vectors are L2-normalised float32 rows; scores are cosine similarities."""
+
+    dim: int
+
+    def count(self) -> int: ...
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def payloads(self) -> dict[str, dict[str, Any]]:
+        """Every point's payload by sample id."""
+        ...
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """Stored vectors of ``ids`` in that order; raises ``KeyError`` for an unknown id."""
+        ...
+
+    def query(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        where: Where | None = None,
+        exclude: Sequence[str] = (),
+        min_score: float | None = None,
+    ) -> list[list[Hit]]:
+        """The ``k`` nearest points to each row of ``vectors``, most similar first."""
+        ...
+
+    def recommend(
+        self,
+        positives: np.ndarray,
+        negatives: np.ndarray,
+        k: int,
+        where: Where | None = None,
+        exclude: Sequence[str] = (),
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        """Qdrant's best-score recommendation: near any positive, away from every negative."""
+        ...
+
+
+def point_id(sample_id: str) -> str:
+    """A Qdrant point id (UUID) for a sample id; FiftyOne's 24-hex ObjectIds map one to one."""
+    if re.fullmatch(r"[0-9a-fA-F]{24}", sample_id):
+        return str(uuid.UUID(sample_id.lower() + "0" * 8))
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, sample_id))
+
+
+def collection_name(dataset: str, model_key: str) -> str:
+    """One collection per (dataset, model)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", f"lookalike-{dataset}-{model_key}")
+
+
+def _check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim == 1:
+        v = v[None, :]
+    if v.ndim != 2 or v.shape[1] != dim:
+        raise IndexMismatchError(f"expected vectors of shape (n, {dim}), got {v.shape}")
+    if not np.isfinite(v).all():
+        raise ConfigError("vectors contain NaN or infinite values")
+    return v
+
+
+def _matches(payload: Mapping[str, Any], where: Where | None) -> bool:
+    for key, wanted in (where or {}).items():
+        allowed = {wanted} if isinstance(wanted, str) else set(wanted)
+        value = payload.get(key)
+        values = set(value) if isinstance(value, list) else {value}
+        if not values & allowed:
+            return False
+    return True
+
+
+def best_score(positive_sims: np.ndarray, negative_sims: np.ndarray) -> np.ndarray:
+    """Qdrant's best-score rule: sigmoid of the best positive similarity when it beats the best negative,
+    else minus the sigmoid of the best negative. Inputs are (examples, points) similarity matrices."""
+    pos = positive_sims.max(axis=0) if len(positive_sims) else np.full(positive_sims.shape[1], -np.inf)
+    neg = negative_sims.max(axis=0) if len(negative_sims) else np.full(positive_sims.shape[1], -np.inf)
+
+    def sigmoid(x: np.ndarray) -> np.ndarray:
+        return 0.5 * (x / (1.0 + np.abs(x)) + 1.0)
+
+    with np.errstate(invalid="ignore"):
+        return np.where(pos > neg, sigmoid(pos), -sigmoid(neg)).astype(np.float32)
+
+
+class ExactIndex:
+    """Brute-force cosine search in NumPy: exact, in memory, the reference implementation."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._ids: list[str] = []
+        self._row: dict[str, int] = {}
+        self._vectors = np.zeros((0, dim), dtype=np.float32)
+        self._payloads: list[dict[str, Any]] = []
+
+    def count(self) -> int:
+        return len(self._row)
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
+        v = _check_vectors(vectors, self.dim)
+        new = []
+        for i, sid in enumerate(ids):
+            row = self._row.get(sid)
+            if row is None:
+                new.append(i)
+            else:
+                self._vectors[row] = v[i]
+                self._payloads[row] = dict(payloads[i])
+        for i in new:
+            self._row[ids[i]] = len(self._ids)
+            self._ids.append(ids[i])
+            self._payloads.append(dict(payloads[i]))
+        self._vectors = np.concatenate([self._vectors, v[new]])
+
+    def delete(self, ids: Sequence[str]) -> None:
+        drop = set(ids)
+        keep = [i for i, sid in enumerate(self._ids) if sid not in drop]
+        self._ids = [self._ids[i] for i in keep]
+        self._payloads = [self._payloads[i] for i in keep]
+        self._vectors = self._vectors[keep]
+        self._row = {sid: i for i, sid in enumerate(self._ids)}
+
+    def payloads(self) -> dict[str, dict[str, Any]]:
+        return {sid: dict(p) for sid, p in zip(self._ids, self._payloads, strict=True)}
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        return self._vectors[[self._row[sid] for sid in ids]]
+
+    def _candidates(self, where: Where | None, exclude: Sequence[str]) -> np.ndarray:
+        skip = set(exclude)
+        return np.array(
+            [i for i, (sid, p) in enumerate(zip(self._ids, self._payloads, strict=True))
+             if sid not in skip and _matches(p, where)],
+            dtype=np.int64,
+        )
+
+    def _top(self, scores: np.ndarray, rows: np.ndarray, k: int, min_score: float | None) -> list[Hit]:
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [
+            Hit(self._ids[rows[j]], float(scores[j]), dict(self._payloads[rows[j]]))
+            for j in order
+            if min_score is None or scores[j] >= min_score
+        ]
+
+    def query(self, vectors: np.ndarray, k: int, where: Where | None = None,
+              exclude: Sequence[str] = (), min_score: float | None = None) -> list[list[Hit]]:
+        q = _check_vectors(vectors, self.dim)
+        rows = self._candidates(where, exclude)
+        sims = q @ self._vectors[rows].T
+        return [self._top(s, rows, k, min_score) for s in sims]
+
+    def recommend(self, positives: np.ndarray, negatives: np.ndarray, k: int, where: Where | None = None,
+                  exclude: Sequence[str] = (), min_score: float | None = None) -> list[Hit]:
+        rows = self._candidates(where, exclude)
+        base = self._vectors[rows]
+        pos = _check_vectors(positives, self.dim) @ base.T
+        neg = _check_vectors(negatives, self.dim) @ base.T if len(negatives) else np.zeros((0, len(rows)))
+        return self._top(best_score(pos, neg), rows, k, min_score)
+
+
+def _payload_id(payload: Mapping[str, Any] | None) -> str:
+    return str((payload or {})["sample_id"])
+
+
+class EdgeIndex:
+    """Qdrant's own engine in-process (qdrant-edge), one folder per collection."""
+
+    def __init__(self, path: str | Path, dim: int, model_key: str) -> None:
+        import qdrant_edge as qe
+
+        self.path = Path(path)
+        self.dim = dim
+        self._qe = qe
+        self._open: Any = None
+        meta_path = self.path / "lookalike.json"
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("dim") != dim or meta.get("model_key") != model_key:
+                raise IndexMismatchError(
+                    f"the store {self.path} holds {meta.get('dim')}-d vectors of {meta.get('model_key')}, "
+                    f"not {dim}-d vectors of {model_key}; rebuild it with `lookalike embed DATASET --rebuild`"
+                )
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
+            shard = qe.EdgeShard.create(str(self.path), config)
+            for key in PAYLOAD_KEYS:
+                shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+            shard.flush()
+            shard.close()
+            meta_path.write_text(json.dumps({"dim": dim, "model_key": model_key}))
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """Hold the shard open across several operations (it is locked to this process meanwhile)."""
+        if self._open is not None:
+            yield self._open
+            return
+        try:
+            self._open = self._qe.EdgeShard.load(str(self.path))
+        except Exception as e:
+            raise IndexError_(
+                f"cannot open the Qdrant store {self.path}: {e}. Another process (the App server, a notebook) "
+                "may hold it; close it there and retry"
+            ) from e
+        try:
+            yield self._open
+        finally:
+            self._open.flush()
+            self._open.close()
+            self._open = None
+
+    def count(self) -> int:
+        with self.session() as s:
+            return int(s.count(self._qe.CountRequest(exact=True)))
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
+        qe = self._qe
+        v = _check_vectors(vectors, self.dim)
+        with self.session() as s:
+            for start in range(0, len(ids), _UPSERT_BATCH):
+                points = [
+                    qe.Point(point_id(sid), v[i].tolist(), {**payloads[i], "sample_id": sid})
+                    for i, sid in enumerate(ids[start:start + _UPSERT_BATCH], start)
+                ]
+                s.update(qe.UpdateOperation.upsert_points(points))
+
+    def optimize(self) -> None:
+        """Build the HNSW graph (worth it beyond a few tens of thousands of points)."""
+        with self.session() as s:
+            s.optimize()
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            with self.session() as s:
+                s.update(self._qe.UpdateOperation.delete_points([point_id(i) for i in ids]))
+
+    def payloads(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        offset = None
+        with self.session() as s:
+            while True:
+                records, offset = s.scroll(self._qe.ScrollRequest(offset=offset, limit=4096, with_payload=True))
+                for r in records:
+                    out[_payload_id(r.payload)] = dict(r.payload or {})
+                if offset is None:
+                    return out
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        with self.session() as s:
+            records = s.retrieve([point_id(i) for i in ids], with_payload=True, with_vector=True)
+        found = {_payload_id(r.payload): r.vector for r in records}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise KeyError(f"not in the index: {missing[:5]}")
+        return np.asarray([found[i] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+
+    def _filter(self, where: Where | None, exclude: Sequence[str]) -> Any:
+        qe = self._qe
+        must = [
+            qe.FieldCondition(key, match=qe.MatchValue(v) if isinstance(v, str) else qe.MatchAny(list(v)))
+            for key, v in (where or {}).items()
+        ]
+        must_not = [qe.HasIdCondition({point_id(i) for i in exclude})] if exclude else []
+        return qe.Filter(must=must or None, must_not=must_not or None) if must or must_not else None
+
+    def _hits(self, points: Sequence[Any]) -> list[Hit]:
+        return [Hit(_payload_id(p.payload), float(p.score), dict(p.payload or {})) for p in points]
+
+    def query(self, vectors: np.ndarray, k: int, where: Where | None = None,
+              exclude: Sequence[str] = (), min_score: float | None = None) -> list[list[Hit]]:
+        qe = self._qe
+        q = _check_vectors(vectors, self.dim)
+        flt = self._filter(where, exclude)
+        requests = [
+            qe.QueryRequest(limit=k, query=qe.Query.Nearest(row.tolist()), filter=flt,
+                            with_payload=True, score_threshold=min_score)
+            for row in q
+        ]
+        with self.session() as s:
+            results = s.query_batch(qe.QueryBatchRequest(requests))
+        return [self._hits(r) for r in results]
+
+    def recommend(self, positives: np.ndarray, negatives: np.ndarray, k: int, where: Where | None = None,
+                  exclude: Sequence[str] = (), min_score: float | None = None) -> list[Hit]:
+        qe = self._qe
+        pos = [r.tolist() for r in _check_vectors(positives, self.dim)]
+        neg = [r.tolist() for r in _check_vectors(negatives, self.dim)] if len(negatives) else []
+        query = qe.Query.RecommendBestScore(qe.RecommendQuery(positives=pos, negatives=neg))
+        request = qe.QueryRequest(limit=k, query=query, filter=self._filter(where, exclude),
+                                  with_payload=True, score_threshold=min_score)
+        with self.session() as s:
+            return self._hits(s.query(request))
+
+    def drop(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class QdrantIndex:
+    """A collection on a Qdrant server or cluster (or qdrant-client's local mode) via qdrant-client."""
+
+    def __init__(self, client: Any, collection: str, dim: int, where: str = "") -> None:
+        from qdrant_client import models
+
+        self.client = client
+        self.collection = collection
+        self.dim = dim
+        self._m = models
+        try:
+            exists = client.collection_exists(collection)
+        except Exception as e:
+            raise IndexUnreachableError(
+                f"cannot reach the Qdrant server at {where or 'the given location'}: {e}. "
+                "Check the URL and API key, and that the server is running"
+            ) from e
+        if exists:
+            params = client.get_collection(collection).config.params.vectors
+            size = getattr(params, "size", None)
+            if size != dim:
+                raise IndexMismatchError(
+                    f"collection {collection!r} holds {size}-d vectors, but the model gives {dim}-d; "
+                    f"rebuild it with `lookalike embed DATASET --rebuild` (drops and refills the collection)"
+                )
+        else:
+            client.create_collection(
+                collection, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+            )
+            for key in PAYLOAD_KEYS:
+                try:
+                    client.create_payload_index(collection, key, models.PayloadSchemaType.KEYWORD)
+                except Exception:  # local mode ignores payload indexes; a server builds them
+                    log.debug("payload index on %s not created", key)
+
+    @classmethod
+    def connect(cls, collection: str, dim: int, url: str | None = None, api_key: str | None = None,
+                path: str | None = None, rebuild: bool = False, timeout: float = 10.0) -> QdrantIndex:
+        """Open ``collection`` on the server at ``url``, or in qdrant-client's local mode at ``path``;
+        ``rebuild`` drops it first."""
+        from qdrant_client import QdrantClient
+
+        where = url or path or ":memory:"
+        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout)) if url else QdrantClient(path=where)
+        if rebuild:
+            try:
+                client.delete_collection(collection)
+            except Exception as e:
+                raise IndexUnreachableError(f"cannot reach the Qdrant server at {where}: {e}") from e
+        return cls(client, collection, dim, where=where)
+
+    def count(self) -> int:
+        return int(self.client.count(self.collection, exact=True).count)
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
+        m = self._m
+        v = _check_vectors(vectors, self.dim)
+        for start in range(0, len(ids), _UPSERT_BATCH):
+            points = [
+                m.PointStruct(id=point_id(sid), vector=v[i].tolist(), payload={**payloads[i], "sample_id": sid})
+                for i, sid in enumerate(ids[start:start + _UPSERT_BATCH], start)
+            ]
+            self.client.upsert(self.collection, points=points, wait=True)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.client.delete(self.collection, points_selector=self._m.PointIdsList(points=[point_id(i) for i in ids]))
+
+    def payloads(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        offset = None
+        while True:
+            records, offset = self.client.scroll(self.collection, limit=4096, offset=offset, with_payload=True)
+            for r in records:
+                out[_payload_id(r.payload)] = dict(r.payload or {})
+            if offset is None:
+                return out
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        records = self.client.retrieve(self.collection, [point_id(i) for i in ids], with_payload=True,
+                                       with_vectors=True)
+        found = {_payload_id(r.payload): r.vector for r in records}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise KeyError(f"not in the index: {missing[:5]}")
+        return np.asarray([found[i] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+
+    def _filter(self, where: Where | None, exclude: Sequence[str]) -> Any:
+        m = self._m
+        must: list[Any] = [
+            m.FieldCondition(key=key, match=m.MatchValue(value=v) if isinstance(v, str) else m.MatchAny(any=list(v)))
+            for key, v in (where or {}).items()
+        ]
+        must_not: list[Any] = [m.HasIdCondition(has_id=[point_id(i) for i in exclude])] if exclude else []
+        return m.Filter(must=must or None, must_not=must_not or None) if must or must_not else None
+
+    def query(self, vectors: np.ndarray, k: int, where: Where | None = None,
+              exclude: Sequence[str] = (), min_score: float | None = None) -> list[list[Hit]]:
+        m = self._m
+        q = _check_vectors(vectors, self.dim)
+        flt = self._filter(where, exclude)
+        requests = [
+            m.QueryRequest(query=row.tolist(), limit=k, filter=flt, with_payload=True, score_threshold=min_score)
+            for row in q
+        ]
+        responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [[Hit(_payload_id(p.payload), float(p.score), dict(p.payload or {})) for p in r.points]
+                for r in responses]
+
+    def recommend(self, positives: np.ndarray, negatives: np.ndarray, k: int, where: Where | None = None,
+                  exclude: Sequence[str] = (), min_score: float | None = None) -> list[Hit]:
+        m = self._m
+        query = m.RecommendQuery(recommend=m.RecommendInput(
+            positive=[r.tolist() for r in _check_vectors(positives, self.dim)],
+            negative=[r.tolist() for r in _check_vectors(negatives, self.dim)] if len(negatives) else [],
+            strategy=m.RecommendStrategy.BEST_SCORE,
+        ))
+        response = self.client.query_points(self.collection, query=query, limit=k, with_payload=True,
+                                            query_filter=self._filter(where, exclude), score_threshold=min_score)
+        return [Hit(_payload_id(p.payload), float(p.score), dict(p.payload or {})) for p in response.points]
+
+    def drop(self) -> None:
+        self.client.delete_collection(self.collection)
+
+
+def open_index(dataset: str, model_key: str, dim: int, url: str | None = None, api_key: str | None = None,
+               home: Path | None = None, rebuild: bool = False) -> EdgeIndex | QdrantIndex:
+    """The collection for (``dataset``, ``model_key``): on the server at ``url``, else the embedded store
+    under ``home``. ``rebuild`` drops an existing collection first."""
+    from .config import default_home
+
+    name = collection_name(dataset, model_key)
+    if url:
+        return QdrantIndex.connect(name, dim, url=url, api_key=api_key, rebuild=rebuild)
+    path = (home or default_home()) / "qdrant" / name
+    if rebuild:
+        shutil.rmtree(path, ignore_errors=True)
+    return EdgeIndex(path, dim, model_key)

