@@ -109,8 +109,6 @@ def load(
         existing = ", ".join(fo.list_datasets()) or "none"
         raise SourceError(f"{source} is neither a file, a folder nor a FiftyOne dataset (existing: {existing})")
 
-    name = name or path.stem
-    dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
     if format is None and path.is_dir():
         splits = [path / s for s in SPLITS if (path / s).is_dir()]
         parts = [(d, d.name, _folder_format(d)) for d in splits] or [(path, None, _folder_format(path))]
@@ -118,13 +116,16 @@ def load(
         raise SourceError(f"{path} is a file: say which format it is with --format ({', '.join(FORMATS)})")
     else:
         parts = [(path, None, format)]
+    types = [_dataset_type(fmt) for _, _, fmt in parts]  # refuse a bad format before creating anything
 
-    for folder, split, fmt in parts:
+    name = name or path.stem
+    dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
+    for (folder, split, fmt), dataset_type in zip(parts, types, strict=True):
         kwargs: dict[str, Any] = {"key_field": "filepath", "progress": progress}
         if fmt != "images":
             kwargs["label_field"] = label_field
         try:
-            dataset.merge_dir(dataset_dir=str(folder), dataset_type=_dataset_type(fmt), **kwargs)
+            dataset.merge_dir(dataset_dir=str(folder), dataset_type=dataset_type, **kwargs)
         except (OSError, ValueError, KeyError) as e:
             raise SourceError(f"FiftyOne could not import {folder} as {fmt}: {e}") from e
         if split:

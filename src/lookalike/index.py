@@ -20,6 +20,7 @@ import logging
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -377,11 +378,10 @@ class QdrantIndex:
             client.create_collection(
                 collection, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
             )
-            for key in PAYLOAD_KEYS:
-                try:
+            with warnings.catch_warnings():  # local mode ignores payload indexes, and says so
+                warnings.simplefilter("ignore")
+                for key in PAYLOAD_KEYS:
                     client.create_payload_index(collection, key, models.PayloadSchemaType.KEYWORD)
-                except Exception:  # local mode ignores payload indexes; a server builds them
-                    log.debug("payload index on %s not created", key)
 
     @classmethod
     def connect(cls, collection: str, dim: int, url: str | None = None, api_key: str | None = None,
@@ -391,7 +391,7 @@ class QdrantIndex:
         from qdrant_client import QdrantClient
 
         where = url or path or ":memory:"
-        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout)) if url else QdrantClient(path=where)
+        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout), check_compatibility=False) if url else QdrantClient(path=where)
         if rebuild:
             try:
                 client.delete_collection(collection)

@@ -1,0 +1,54 @@
+"""Shared benchmark inputs: real EfficientNet-Lite0 embeddings of Fashion-MNIST, cached on disk."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CACHE = Path(__file__).parent / ".cache"
+
+
+def fashion_mnist(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` Fashion-MNIST images and labels: train then test (70,000), then horizontal flips of those."""
+    from lookalike.demo import read_fashion_mnist
+
+    parts = [read_fashion_mnist("train"), read_fashion_mnist("test")]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    if n > len(images):
+        images = np.concatenate([images, images[:, :, ::-1]])
+        labels = np.concatenate([labels, labels])
+    if n > len(images):
+        raise ValueError(f"at most {len(images)} images available")
+    return images[:n], labels[:n]
+
+
+def embeddings(n: int, image_size: int = 112, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised EfficientNet-Lite0 embeddings of the first ``n`` images of :func:`fashion_mnist`,
+    computed with lookalike's own preprocessing and model, cached in benchmarks/.cache/."""
+    import torch
+    from PIL import Image
+
+    from lookalike.models import get_embedder
+
+    images, labels = fashion_mnist(n)
+    path = CACHE / f"fmnist-effnet-lite0-{image_size}px.npy"
+    done = np.load(path) if path.exists() else np.zeros((0, 1280), np.float32)
+    if len(done) < n:
+        embedder = get_embedder("efficientnet-lite0", image_size=image_size)
+        chunks = [done]
+        start, t0 = len(done), time.time()
+        for s in range(start, n, batch_size):
+            batch = torch.stack([embedder.preprocess(Image.fromarray(im)) for im in images[s:s + batch_size]])
+            chunks.append(embedder.embed_images(batch))
+            if (s // batch_size) % 20 == 0:
+                rate = (s + batch_size - start) / (time.time() - t0)
+                print(f"  embedded {s + batch_size}/{n} ({rate:.0f} img/s)", file=sys.stderr, flush=True)
+                CACHE.mkdir(exist_ok=True)
+                np.save(path, np.concatenate(chunks))
+        done = np.concatenate(chunks)
+        np.save(path, done)
+    return done[:n], labels

@@ -1,0 +1,68 @@
+"""Every test runs against a private FiftyOne database, home folder and lookalike store."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Set before anything imports fiftyone: it reads these once.
+_ROOT = Path(tempfile.mkdtemp(prefix="lookalike-tests-"))
+os.environ["HOME"] = str(_ROOT / "home")
+os.environ["FIFTYONE_DATABASE_DIR"] = str(_ROOT / "db")
+os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+os.environ["LOOKALIKE_HOME"] = str(_ROOT / "lookalike")
+for var in ("LOOKALIKE_MODEL", "LOOKALIKE_QDRANT_URL", "LOOKALIKE_QDRANT_API_KEY", "LOOKALIKE_DEVICE"):
+    os.environ.pop(var, None)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+COLOURS = {"red": 0, "green": 1, "blue": 2}
+
+
+def write_blobs(folder: Path, colour: str, count: int, seed: int, size: int = 48) -> list[Path]:
+    """Noise images dominated by one colour channel: a class the tests can plant answers in."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        a = rng.integers(0, 70, (size, size, 3), dtype=np.uint8)
+        a[..., COLOURS[colour]] += 170
+        path = folder / f"{colour}-{seed}-{i}.png"
+        Image.fromarray(a).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """train/ and test/ splits with red and blue classes, plus one corrupt file in train/red."""
+    root = tmp_path / "tree"
+    for split, seed in (("train", 1), ("test", 2)):
+        for colour in ("red", "blue"):
+            write_blobs(root / split / colour, colour, 4, seed + COLOURS[colour] * 10)
+    (root / "train" / "red" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    return root
+
+
+@pytest.fixture
+def dataset_name(request: pytest.FixtureRequest) -> str:
+    """A fresh dataset name, deleted afterwards."""
+    import fiftyone as fo
+
+    name = "t-" + request.node.name.replace("[", "-").replace("]", "")[:60]
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+    yield name
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+
+
+@pytest.fixture(scope="session")
+def tiny() -> object:
+    from lookalike.models import get_embedder
+
+    return get_embedder("random-tiny-clip")

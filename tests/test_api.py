@@ -1,0 +1,153 @@
+"""End to end on a real FiftyOne database and a real embedded Qdrant store, with planted answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike import embed, load, similar
+from lookalike.api import ERROR_FIELD, HASH_FIELD, SIMILAR_VIEW, get_run, open_run_index
+from lookalike.config import load_config
+from lookalike.exceptions import ConfigError, NotEmbeddedError, TextNotSupportedError
+
+MODEL = "random-tiny-clip"
+
+
+@pytest.fixture
+def embedded(tree: Path, dataset_name: str) -> tuple[str, Path, Path]:
+    """The tree plus a planted near copy: train/red/red-1-0.png re-encoded as JPEG in test/red/."""
+    original = tree / "train" / "red" / "red-1-0.png"
+    copy = tree / "test" / "red" / "copy-of-red-1-0.jpg"
+    Image.open(original).save(copy, quality=95)
+    load(tree, name=dataset_name)
+    embed(dataset_name, MODEL)
+    return dataset_name, original, copy
+
+
+def _id_of(name: str, path: Path) -> str:
+    from fiftyone import ViewField as F
+
+    from lookalike.datasets import get_dataset
+
+    return get_dataset(name).match(F("filepath") == str(path)).first().id
+
+
+def test_embed_records_failures_and_reruns_do_no_model_work(tree: Path, dataset_name: str) -> None:
+    from lookalike.datasets import get_dataset
+
+    load(tree, name=dataset_name)
+    first = embed(dataset_name, MODEL)
+    assert (first.samples, first.embedded, first.computed, first.upserted) == (17, 16, 16, 16)
+    assert list(first.failed) == [str(tree / "train" / "red" / "corrupt.png")]
+    ds = get_dataset(dataset_name)
+    bad = ds.match({ERROR_FIELD: {"$ne": None}})
+    assert bad.values("filepath") == list(first.failed)
+    assert all(h and len(h) == 64 for h in ds.exists(ERROR_FIELD, False).values(HASH_FIELD))
+
+    again = embed(dataset_name, MODEL)
+    assert (again.computed, again.cached, again.upserted, again.deleted) == (0, 16, 0, 0)
+
+
+def test_added_tagged_and_deleted_samples_sync_the_index(embedded: tuple[str, Path, Path], tree: Path) -> None:
+    from conftest import write_blobs
+
+    from lookalike.datasets import get_dataset
+
+    name, original, _ = embedded
+    write_blobs(tree / "train" / "blue", "blue", 2, seed=42)
+    load(tree, name=name)
+    ds = get_dataset(name)
+    ds.select(ds.values("id")[:3]).tag_samples("rare")
+    victim = ds.match({"ground_truth.label": "blue"}).first()
+    ds.delete_samples([victim.id])
+    summary = embed(name, MODEL)
+    assert summary.computed == 2  # only the new images reach the model
+    assert summary.deleted == 1
+    index = open_run_index(get_run(ds), load_config())
+    assert index.count() == 18 + 2 - 1 - 1  # 18 (with the planted copy) + 2 new - 1 corrupt - 1 deleted
+    rare = similar(name, sample=_id_of(name, original), tag="rare", k=10)
+    assert {m.id for m in rare} <= set(ds.select(ds.values("id")[:3]).values("id"))
+    assert all("rare" in m.tags for m in rare) and rare
+
+
+def test_similar_by_sample_finds_the_planted_copy(embedded: tuple[str, Path, Path]) -> None:
+    from lookalike.datasets import get_dataset
+
+    name, original, copy = embedded
+    matches = similar(name, sample=_id_of(name, original), k=5)
+    assert matches[0].filepath == str(copy)
+    assert matches[0].score > 0.95
+    assert str(original) not in [m.filepath for m in matches]  # the query is left out
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+    view = get_dataset(name).load_saved_view(SIMILAR_VIEW)
+    assert view.values("id") == [m.id for m in matches]
+
+
+def test_similar_by_image_and_by_examples(embedded: tuple[str, Path, Path]) -> None:
+    name, original, copy = embedded
+    by_image = similar(name, image=str(original), k=3)
+    assert by_image[0].filepath == str(original) and by_image[0].score == pytest.approx(1.0, abs=1e-4)
+    assert by_image[1].filepath == str(copy)
+    unlike = _id_of(name, next((original.parents[1] / "blue").glob("*.png")))
+    liked = similar(name, like=[_id_of(name, original)], unlike=[unlike], k=3)
+    assert liked[0].filepath == str(copy)
+    assert unlike not in [m.id for m in liked]
+    by_file = similar(name, like=[str(original)], k=2)
+    assert by_file[0].filepath in (str(original), str(copy))
+
+
+def test_filters_run_inside_qdrant(embedded: tuple[str, Path, Path]) -> None:
+    name, original, copy = embedded
+    query = _id_of(name, original)
+    blue = similar(name, sample=query, label="blue", k=20)
+    assert blue and {m.label for m in blue} == {"blue"}
+    train = similar(name, sample=query, split="train", k=20)
+    assert {m.split for m in train} == {"train"} and str(copy) not in [m.filepath for m in train]
+    assert len(similar(name, sample=query, split="test", label="red", k=20)) == 5  # 4 + the copy
+    high = similar(name, sample=query, min_score=0.95, k=20)
+    assert high and all(m.score >= 0.95 for m in high)
+
+
+def test_text_queries_need_a_text_tower(embedded: tuple[str, Path, Path]) -> None:
+    name, _, _ = embedded
+    assert len(similar(name, text="a red square", k=4)) == 4
+    embed(name, "efficientnet-lite0", image_size=64)
+    with pytest.raises(TextNotSupportedError, match="no text tower"):
+        similar(name, text="a red square")
+    assert len(similar(name, text="a red square", model=MODEL, k=2)) == 2
+
+
+def test_clear_errors(embedded: tuple[str, Path, Path], tree: Path) -> None:
+    name, original, _ = embedded
+    with pytest.raises(ConfigError, match="exactly one"):
+        similar(name, text="x", sample="y")
+    with pytest.raises(ConfigError, match="neither an image file nor a sample id"):
+        similar(name, sample="nope")
+    with pytest.raises(NotEmbeddedError, match="clip:ViT-B-16"):
+        similar(name, text="x", model="clip:ViT-B-16")
+    load(tree / "test", name=name + "-other")
+    try:
+        with pytest.raises(NotEmbeddedError, match="lookalike embed"):
+            similar(name + "-other", text="x")
+    finally:
+        import fiftyone as fo
+
+        fo.delete_dataset(name + "-other")
+
+
+def test_index_matches_an_exact_search_over_the_same_vectors(embedded: tuple[str, Path, Path]) -> None:
+    from lookalike.datasets import get_dataset
+    from lookalike.index import ExactIndex
+
+    name, _, _ = embedded
+    index = open_run_index(get_run(get_dataset(name)), load_config())
+    payloads = index.payloads()
+    ids = list(payloads)
+    exact = ExactIndex(index.dim)
+    exact.upsert(ids, index.vectors(ids), [payloads[i] for i in ids])
+    q = index.vectors(ids[:4])
+    assert [[h.id for h in r] for r in index.query(q, 6)] == [[h.id for h in r] for r in exact.query(q, 6)]
+    np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, rtol=1e-5)

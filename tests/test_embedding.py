@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_blobs
+
+from lookalike.embedding import EmbeddingCache, content_hash, embed_files
+from lookalike.exceptions import TextNotSupportedError, UnknownModelError
+from lookalike.models import get_embedder, list_models
+
+
+def test_vectors_are_normalised_float32_and_cached(tmp_path: Path, tiny) -> None:
+    paths = [str(p) for p in write_blobs(tmp_path / "a", "red", 5, seed=1)]
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    first = embed_files(paths, tiny, cache, batch_size=2, num_workers=0)
+    assert (first.computed, first.cached, first.errors) == (5, 0, {})
+    m = first.matrix(range(5))
+    assert m.dtype == np.float32 and m.shape == (5, tiny.dim)
+    np.testing.assert_allclose(np.linalg.norm(m, axis=1), 1.0, rtol=1e-5)
+
+    again = embed_files(paths, tiny, cache, batch_size=2, num_workers=0)
+    assert (again.computed, again.cached) == (0, 5)
+    np.testing.assert_array_equal(again.matrix(range(5)), m)
+
+    more = paths + [str(p) for p in write_blobs(tmp_path / "b", "blue", 3, seed=2)]
+    grown = embed_files(more, tiny, cache, batch_size=2, num_workers=0)
+    assert (grown.computed, grown.cached) == (3, 5)
+
+
+def test_bad_files_are_recorded_and_skipped(tmp_path: Path, tiny) -> None:
+    good = [str(p) for p in write_blobs(tmp_path, "green", 3, seed=3)]
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff garbage")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(Path(good[0]).read_bytes()[:60])
+    paths = [good[0], str(tmp_path / "missing.png"), str(corrupt), good[1], str(truncated), good[2]]
+    result = embed_files(paths, tiny, None, batch_size=2, num_workers=2)
+    assert sorted(result.vectors) == [0, 3, 5]
+    assert "cannot read file" in result.errors[1]
+    assert "cannot decode image" in result.errors[2]
+    assert "cannot decode image" in result.errors[4]
+    assert result.hashes[1] is None
+
+
+def test_identical_bytes_are_embedded_once(tmp_path: Path, tiny) -> None:
+    (src,) = write_blobs(tmp_path, "red", 1, seed=4)
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(src.read_bytes())
+    result = embed_files([str(src), str(copy)], tiny, None, num_workers=0)
+    assert result.computed == 1
+    np.testing.assert_array_equal(result.vectors[0], result.vectors[1])
+    assert content_hash(src) == content_hash(copy)
+
+
+def test_an_interrupted_run_resumes_from_the_cache(tmp_path: Path, tiny) -> None:
+    paths = [str(p) for p in write_blobs(tmp_path, "blue", 6, seed=5)]
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_files(paths, tiny, cache, batch_size=2, num_workers=0, progress=interrupt)
+    assert cache.count(tiny.key) == 2
+    resumed = embed_files(paths, tiny, cache, batch_size=2, num_workers=0)
+    assert (resumed.computed, resumed.cached) == (4, 2)
+
+
+def test_text_tower(tiny) -> None:
+    t = tiny.embed_text(["a red square", "a blue square"])
+    assert t.shape == (2, tiny.dim) and t.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, rtol=1e-5)
+
+
+def test_random_weights_are_reproducible(tiny) -> None:
+    again = get_embedder("random-tiny-clip")
+    np.testing.assert_allclose(again.embed_text(["x"]), tiny.embed_text(["x"]), atol=1e-6)
+
+
+def test_registry_errors_list_what_exists() -> None:
+    assert {"clip", "efficientnet-lite0", "random-tiny-clip"} <= set(list_models())
+    with pytest.raises(UnknownModelError, match="efficientnet-lite0"):
+        get_embedder("resnet-9000")
+    with pytest.raises(UnknownModelError, match="ViT-B-32"):
+        get_embedder("clip:ViT-Z-99")
+
+
+def test_efficientnet_has_real_weights(tmp_path: Path) -> None:
+    """Real ImageNet weights: a rescaled, re-encoded photo sits nearer its original than other photos do."""
+    from PIL import Image
+    from skimage import data
+
+    model = get_embedder("efficientnet-lite0", image_size=160)
+    photos = {"cat": data.chelsea(), "coffee": data.coffee(), "rocket": data.rocket(), "astronaut": data.astronaut()}
+    images = [Image.fromarray(a) for a in photos.values()]
+    cat = images[0]
+    variant = cat.resize((cat.width // 2, cat.height // 2)).rotate(5)
+    path = tmp_path / "cat.jpg"
+    variant.save(path, quality=40)
+    v = model.embed_pil([*images, Image.open(path)])
+    sims = v[:4] @ v[4]
+    assert int(np.argmax(sims)) == 0
+    assert sims[0] > 0.75
+    with pytest.raises(TextNotSupportedError, match="clip"):
+        model.embed_text(["a cat"])

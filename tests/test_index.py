@@ -1,0 +1,130 @@
+"""Congruence: the exact NumPy index, the embedded Qdrant engine and qdrant-client return the same answers."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.exceptions import IndexMismatchError, IndexUnreachableError
+from lookalike.index import EdgeIndex, ExactIndex, QdrantIndex, open_index, point_id
+
+N, D = 400, 24
+
+
+@pytest.fixture
+def data() -> tuple[list[str], np.ndarray, list[dict]]:
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(8, D))
+    v = centres[rng.integers(0, 8, N)] + 0.4 * rng.normal(size=(N, D))
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"{i:024x}" for i in range(N)]
+    payloads = [
+        {"label": f"c{i % 3}", "split": "train" if i % 4 else "test", "tags": ["rare"] if i % 7 == 0 else []}
+        for i in range(N)
+    ]
+    return ids, v, payloads
+
+
+@pytest.fixture
+def indexes(tmp_path: Path, data: tuple[list[str], np.ndarray, list[dict]]) -> list:
+    ids, v, payloads = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = [ExactIndex(D), EdgeIndex(tmp_path / "edge", D, "m"), QdrantIndex.connect("c", D, path=str(tmp_path / "q"))]
+    for ix in out:
+        ix.upsert(ids, v, payloads)
+    return out
+
+
+def _ids(rows: list) -> list[list[str]]:
+    return [[h.id for h in row] for row in rows]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"where": {"label": "c1"}},
+        {"where": {"split": "train", "label": ["c0", "c2"]}},
+        {"where": {"tags": "rare"}},
+        {"exclude": [f"{i:024x}" for i in range(5)]},
+        {"min_score": 0.8},
+    ],
+)
+def test_queries_agree(indexes: list, data: tuple, kwargs: dict) -> None:
+    ids, v, payloads = data
+    results = [ix.query(v[:6], 10, **kwargs) for ix in indexes]
+    reference = results[0]
+    assert any(reference), "the query must find something"
+    for rows in results[1:]:
+        assert _ids(rows) == _ids(reference)
+        for row, ref in zip(rows, reference, strict=True):
+            np.testing.assert_allclose([h.score for h in row], [h.score for h in ref], atol=1e-5)
+    for row in reference:
+        for hit in row:
+            p = payloads[ids.index(hit.id)]
+            assert hit.payload["label"] == p["label"]
+            if "where" in kwargs and "label" in kwargs["where"]:
+                assert p["label"] in kwargs["where"]["label"]
+            if "min_score" in kwargs:
+                assert hit.score >= 0.8
+            assert hit.id not in kwargs.get("exclude", [])
+
+
+def test_self_is_nearest_with_cosine_one(indexes: list, data: tuple) -> None:
+    ids, v, _ = data
+    for ix in indexes:
+        top = ix.query(v[10:11], 1)[0][0]
+        assert top.id == ids[10]
+        assert top.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_recommend_agrees_and_pulls_towards_positives(indexes: list, data: tuple) -> None:
+    ids, v, _ = data
+    results = [ix.recommend(v[:2], v[2:3], 8, exclude=ids[:3]) for ix in indexes]
+    assert [h.id for h in results[1]] == [h.id for h in results[0]]
+    assert [h.id for h in results[2]] == [h.id for h in results[0]]
+    pos_sim = v[[ids.index(h.id) for h in results[0]]] @ v[:2].T
+    assert (pos_sim.max(axis=1) > 0.5).all()
+
+
+def test_update_delete_and_fetch(indexes: list, data: tuple) -> None:
+    ids, v, payloads = data
+    for ix in indexes:
+        np.testing.assert_allclose(ix.vectors(ids[3:6]), v[3:6], atol=1e-6)
+        ix.upsert(ids[:1], v[1:2], [{**payloads[0], "label": "moved"}])
+        assert ix.payloads()[ids[0]]["label"] == "moved"
+        ix.delete(ids[:10])
+        assert ix.count() == N - 10
+        with pytest.raises(KeyError):
+            ix.vectors(ids[:1])
+
+
+def test_point_ids_are_stable_uuids() -> None:
+    assert point_id("6b03e3093726aafe37e3b375") == point_id("6b03e3093726aafe37e3b375")
+    assert point_id("6b03e3093726aafe37e3b375") != point_id("6b03e3093726aafe37e3b376")
+    assert len(point_id("not-an-object-id")) == 36
+
+
+def test_dimension_mismatch_is_refused_with_the_fix(tmp_path: Path) -> None:
+    EdgeIndex(tmp_path / "e", 8, "model-a")
+    with pytest.raises(IndexMismatchError, match="--rebuild"):
+        EdgeIndex(tmp_path / "e", 16, "model-a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = QdrantIndex.connect("c", 8, path=str(tmp_path / "q"))
+        q.client.close()
+        with pytest.raises(IndexMismatchError, match="8-d.*16-d"):
+            QdrantIndex.connect("c", 16, path=str(tmp_path / "q"))
+    open_index("ds", "model-a", 8, home=tmp_path)
+    with pytest.raises(IndexMismatchError):
+        open_index("ds", "model-a", 16, home=tmp_path)
+    assert open_index("ds", "model-a", 16, home=tmp_path, rebuild=True).dim == 16
+
+
+def test_unreachable_server_fails_fast_naming_the_url() -> None:
+    with pytest.raises(IndexUnreachableError, match="127.0.0.1:9"):
+        QdrantIndex.connect("c", 8, url="http://127.0.0.1:9", timeout=2)
