@@ -147,6 +147,11 @@ def embed(
                              num_workers=config.embed.num_workers, progress=progress)
     finally:
         cache.close()
+    import fiftyone as fo
+
+    for field_name in (HASH_FIELD, ERROR_FIELD):
+        if not dataset.has_field(field_name):  # declared, since all-None values carry no type
+            dataset.add_sample_field(field_name, fo.StringField)
     dataset.set_values(HASH_FIELD, result.hashes)
     dataset.set_values(ERROR_FIELD, [result.errors.get(i) for i in range(len(result.hashes))])
 
