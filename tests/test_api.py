@@ -53,7 +53,6 @@ def test_embed_records_failures_and_reruns_do_no_model_work(tree: Path, dataset_
 
 def test_added_tagged_and_deleted_samples_sync_the_index(embedded: tuple[str, Path, Path], tree: Path) -> None:
     from conftest import write_blobs
-
     from lookalike.datasets import get_dataset
 
     name, original, _ = embedded
@@ -121,7 +120,7 @@ def test_text_queries_need_a_text_tower(embedded: tuple[str, Path, Path]) -> Non
 
 
 def test_clear_errors(embedded: tuple[str, Path, Path], tree: Path) -> None:
-    name, original, _ = embedded
+    name, _, _ = embedded
     with pytest.raises(ConfigError, match="exactly one"):
         similar(name, text="x", sample="y")
     with pytest.raises(ConfigError, match="neither an image file nor a sample id"):

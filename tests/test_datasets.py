@@ -3,8 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_blobs
 
+from conftest import write_blobs
 from lookalike.datasets import find_label_field, get_dataset, load, sample_table
 from lookalike.exceptions import ConfigError, DatasetNotFoundError, SourceError
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_blobs
 
+from conftest import write_blobs
 from lookalike.embedding import EmbeddingCache, content_hash, embed_files
 from lookalike.exceptions import TextNotSupportedError, UnknownModelError
 from lookalike.models import get_embedder, list_models

@@ -33,7 +33,8 @@ def indexes(tmp_path: Path, data: tuple[list[str], np.ndarray, list[dict]]) -> l
     ids, v, payloads = data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = [ExactIndex(D), EdgeIndex(tmp_path / "edge", D, "m"), QdrantIndex.connect("c", D, path=str(tmp_path / "q"))]
+        qdrant = QdrantIndex.connect("c", D, path=str(tmp_path / "q"))
+        out = [ExactIndex(D), EdgeIndex(tmp_path / "edge", D, "m"), qdrant]
     for ix in out:
         ix.upsert(ids, v, payloads)
     return out
@@ -117,7 +118,7 @@ def test_dimension_mismatch_is_refused_with_the_fix(tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         q = QdrantIndex.connect("c", 8, path=str(tmp_path / "q"))
         q.client.close()
-        with pytest.raises(IndexMismatchError, match="8-d.*16-d"):
+        with pytest.raises(IndexMismatchError, match=r"8-d.*16-d"):
             QdrantIndex.connect("c", 16, path=str(tmp_path / "q"))
     open_index("ds", "model-a", 8, home=tmp_path)
     with pytest.raises(IndexMismatchError):
@@ -126,5 +127,5 @@ def test_dimension_mismatch_is_refused_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_unreachable_server_fails_fast_naming_the_url() -> None:
-    with pytest.raises(IndexUnreachableError, match="127.0.0.1:9"):
+    with pytest.raises(IndexUnreachableError, match=r"127\.0\.0\.1:9"):
         QdrantIndex.connect("c", 8, url="http://127.0.0.1:9", timeout=2)

@@ -174,11 +174,12 @@ def embed(
     else:
         _sync(index, table, result.matrix(changed) if changed else None, changed, wanted, stale)
 
+    collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)
     run = {
         "dataset": name, "model": embedder.name, "model_key": embedder.key, "dim": embedder.dim,
         "pretrained": pretrained or config.embed.pretrained if embedder.name.startswith("clip") else None,
         "image_size": image_size or config.embed.image_size, "url": _public_url(config.index.url),
-        "collection": getattr(index, "collection", None) or str(getattr(index, "path", "")),
+        "collection": collection,
         "count": len(wanted),
     }
     info = _runs(dataset)
@@ -190,7 +191,7 @@ def embed(
         dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim, samples=len(table["id"]),
         embedded=len(ok), computed=result.computed, cached=result.cached,
         failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
-        upserted=len(changed), deleted=len(stale), collection=run["collection"],
+        upserted=len(changed), deleted=len(stale), collection=collection,
     )
 
 

@@ -174,7 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    ours = logging.getLogger("lookalike")  # FiftyOne configures its own loggers; leave them be
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    ours.propagate = False
     try:
         return int(args.func(args))
     except LookalikeError as e:

@@ -109,6 +109,7 @@ def load(
         existing = ", ".join(fo.list_datasets()) or "none"
         raise SourceError(f"{source} is neither a file, a folder nor a FiftyOne dataset (existing: {existing})")
 
+    parts: list[tuple[Path, str | None, str]]
     if format is None and path.is_dir():
         splits = [path / s for s in SPLITS if (path / s).is_dir()]
         parts = [(d, d.name, _folder_format(d)) for d in splits] or [(path, None, _folder_format(path))]

@@ -149,7 +149,8 @@ def _label_agreement(name: str, config: Config, say: Callable[[str], None]) -> f
         return None
     k = config.queries.k
     hits = index.query(index.vectors(test), k, where={"split": "train"})
-    agree = [np.mean([h.payload.get("label") == payloads[sid]["label"] for h in row]) for sid, row in zip(test, hits)]
+    agree = [np.mean([h.payload.get("label") == payloads[sid]["label"] for h in row])
+             for sid, row in zip(test, hits, strict=True)]
     score = float(np.mean(agree))
     say(f"Neighbour label agreement: {score:.1%} of the {k} nearest train images share the label of a test "
         f"image (mean over {len(test)} test images)")
@@ -161,7 +162,7 @@ def _example_queries(name: str, embedder: Embedder, config: Config, say: Callabl
     k = config.queries.k
     table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
     examples: dict[str, list[str]] = {}  # label -> sample ids, test split first
-    for sid, lab, split in sorted(zip(table["id"], table["label"], table["split"], strict=True),
+    for sid, lab, _ in sorted(zip(table["id"], table["label"], table["split"], strict=True),
                                   key=lambda row: row[2] != "test"):
         if isinstance(lab, str):
             examples.setdefault(lab, []).append(sid)

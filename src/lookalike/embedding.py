@@ -148,8 +148,11 @@ def embed_files(
         order = list(todo.values())
         decoder = _Decoder([paths[i] for i in order], embedder.preprocess)
         workers = num_workers if total > batch_size else 0
-        loader = torch.utils.data.DataLoader(
-            decoder, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+        loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+            decoder,  # type: ignore[arg-type]  # map-style by protocol, not by inheritance
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=_collate,
             pin_memory=embedder.device.startswith("cuda"),
         )
         done = 0

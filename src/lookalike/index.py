@@ -391,7 +391,10 @@ class QdrantIndex:
         from qdrant_client import QdrantClient
 
         where = url or path or ":memory:"
-        client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout), check_compatibility=False) if url else QdrantClient(path=where)
+        if url:
+            client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout), check_compatibility=False)
+        else:
+            client = QdrantClient(path=where)
         if rebuild:
             try:
                 client.delete_collection(collection)

@@ -126,9 +126,8 @@ def get_embedder(
     family, _, arch = name.partition(":")
     factory = _REGISTRY.get(family)
     if factory is None:
-        raise UnknownModelError(
-            f"unknown model {name!r}; available: {', '.join(n + (':ARCH' if n == 'clip' else '') for n in list_models())}"
-        )
+        names = ", ".join(n + (":ARCH" if n == "clip" else "") for n in list_models())
+        raise UnknownModelError(f"unknown model {name!r}; available: {names}")
     return factory(arch=arch or None, pretrained=pretrained, image_size=image_size, device=pick_device(device))
 
 
@@ -220,7 +219,7 @@ def _efficientnet_lite0(arch: str | None, pretrained: str | None, image_size: in
     if len(state) != len(ours) or any(a.shape != b.shape for a, b in zip(state.values(), ours.values(), strict=True)):
         raise UnknownModelError(f"{pretrained} does not hold EfficientNet-Lite0 weights in timm's layout")
     model.load_state_dict(dict(zip(ours.keys(), state.values(), strict=True)))
-    model.reset_classifier(0)
+    model.reset_classifier(0)  # type: ignore[operator]  # timm types it loosely
     model = model.to(device).eval()
     size = image_size or 224
     preprocess = transforms.Compose(
