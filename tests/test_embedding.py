@@ -106,3 +106,22 @@ def test_efficientnet_has_real_weights(tmp_path: Path) -> None:
     assert sims[0] > 0.75
     with pytest.raises(TextNotSupportedError, match="clip"):
         model.embed_text(["a cat"])
+
+
+def test_clip_loads_a_local_checkpoint(tmp_path: Path, tiny) -> None:
+    import open_clip
+    import torch
+
+    from lookalike.models import TINY_ARCH
+
+    torch.manual_seed(123)
+    model = open_clip.create_model(TINY_ARCH).eval()
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    loaded = get_embedder(f"clip:{TINY_ARCH}", pretrained=str(checkpoint))
+    assert loaded.key.startswith(f"clip-{TINY_ARCH}-file-") and loaded.spec["pretrained"] == str(checkpoint)
+    with torch.inference_mode():
+        expected = model.encode_text(open_clip.get_tokenizer(TINY_ARCH)(["a cat"])).numpy()
+    expected /= np.linalg.norm(expected)
+    np.testing.assert_allclose(loaded.embed_text(["a cat"]), expected, atol=1e-5)
+    assert not np.allclose(loaded.embed_text(["a cat"]), tiny.embed_text(["a cat"]), atol=1e-3)

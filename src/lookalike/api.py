@@ -110,8 +110,7 @@ def open_run_index(run: dict[str, Any], config: Config) -> EdgeIndex | QdrantInd
 
 def run_embedder(run: dict[str, Any], config: Config) -> Embedder:
     """Rebuild the model that produced a run (for image and text queries)."""
-    return get_embedder(run["model"], pretrained=run.get("pretrained"), image_size=run.get("image_size"),
-                        device=config.embed.device)
+    return get_embedder(**run["spec"], device=config.embed.device)
 
 
 def embed(
@@ -166,19 +165,18 @@ def embed(
     present = index.payloads()
     changed = [i for i in ok if present.get(table["id"][i]) != wanted[table["id"][i]]]
     stale = [sid for sid in present if sid not in wanted]
-    if isinstance(index, EdgeIndex):
-        with index.session():
-            _sync(index, table, result.matrix(changed) if changed else None, changed, wanted, stale)
-            if changed and len(wanted) >= OPTIMIZE_ABOVE:
-                index.optimize()
-    else:
-        _sync(index, table, result.matrix(changed) if changed else None, changed, wanted, stale)
+    with index.session():
+        if changed:
+            changed_ids = [table["id"][i] for i in changed]
+            index.upsert(changed_ids, result.matrix(changed), [wanted[s] for s in changed_ids])
+        index.delete(stale)
+        if changed and len(wanted) >= OPTIMIZE_ABOVE:
+            index.optimize()
 
     collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)
     run = {
         "dataset": name, "model": embedder.name, "model_key": embedder.key, "dim": embedder.dim,
-        "pretrained": pretrained or config.embed.pretrained if embedder.name.startswith("clip") else None,
-        "image_size": image_size or config.embed.image_size, "url": _public_url(config.index.url),
+        "spec": embedder.spec, "url": _public_url(config.index.url),
         "collection": collection,
         "count": len(wanted),
     }
@@ -193,14 +191,6 @@ def embed(
         failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
         upserted=len(changed), deleted=len(stale), collection=collection,
     )
-
-
-def _sync(index: EdgeIndex | QdrantIndex, table: dict[str, list[Any]], vectors: np.ndarray | None,
-          changed: list[int], wanted: dict[str, dict[str, Any]], stale: list[str]) -> None:
-    if vectors is not None:
-        ids = [table["id"][i] for i in changed]
-        index.upsert(ids, vectors, [wanted[s] for s in ids])
-    index.delete(stale)
 
 
 def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | QdrantIndex,

@@ -5,7 +5,7 @@ A YAML file has up to four sections, each optional::
     dataset: {name, source, format, label_field, demo_train, demo_test}
     embed:   {model, pretrained, fallback, image_size, batch_size, num_workers, device}
     index:   {url, api_key, home}
-    queries: {k, texts, per_class}
+    queries: {k, texts, examples}
 
 Environment variables: ``LOOKALIKE_HOME`` (stores and caches), ``LOOKALIKE_MODEL``, ``LOOKALIKE_DEVICE``,
 ``LOOKALIKE_BATCH_SIZE``, ``LOOKALIKE_NUM_WORKERS``, ``LOOKALIKE_QDRANT_URL``, ``LOOKALIKE_QDRANT_API_KEY``.
@@ -64,7 +64,7 @@ class IndexConfig:
 class QueriesConfig:
     k: int = 5
     texts: list[str] = field(default_factory=list)
-    per_class: int = 1
+    examples: int = 3
 
 
 @dataclass

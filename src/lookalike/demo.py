@@ -167,7 +167,7 @@ def _example_queries(name: str, embedder: Embedder, config: Config, say: Callabl
         if isinstance(lab, str):
             examples.setdefault(lab, []).append(sid)
     labels = list(examples)
-    for lab in labels[: config.queries.per_class * 3]:
+    for lab in labels[: config.queries.examples]:
         sid = examples[lab][0]
         say(f"\nSimilar to sample {sid} ({lab}), train split only:")
         say(format_matches(similar(name, sample=sid, k=k, split="train", config=config, save_view=False)))

