@@ -17,6 +17,7 @@ from lookalike.index import EdgeIndex
 QUERY_IN_CHILD = """
 import sys, numpy as np
 from lookalike.index import EdgeIndex
+from lookalike.exceptions import IndexError_
 index = EdgeIndex(sys.argv[1], 4, "m")
 try:
     print(index.query(np.eye(4, dtype=np.float32)[:1], 1)[0][0].id)

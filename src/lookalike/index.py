@@ -194,6 +194,8 @@ class ExactIndex:
         return self._vectors[[self._row[sid] for sid in ids]]
 
     def _candidates(self, where: Where | None, exclude: Sequence[str]) -> np.ndarray:
+        if not where and not exclude:
+            return np.arange(len(self._ids))
         skip = set(exclude)
         return np.array(
             [i for i, (sid, p) in enumerate(zip(self._ids, self._payloads, strict=True))
