@@ -6,9 +6,10 @@ which model and collection to use; the API key is never recorded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +130,8 @@ def embed(
     unchanged dataset does no model work and an interrupted run resumes. Unreadable images get a reason
     in the ``embed_error`` field and are left out of the index. ``rebuild`` drops the collection first.
     """
+    import fiftyone as fo
+
     config = config or load_config()
     dataset = get_dataset(name)
     if isinstance(model, str) or model is None:
@@ -146,8 +149,6 @@ def embed(
                              num_workers=config.embed.num_workers, progress=progress)
     finally:
         cache.close()
-    import fiftyone as fo
-
     for field_name in (HASH_FIELD, ERROR_FIELD):
         if not dataset.has_field(field_name):  # declared, since all-None values carry no type
             dataset.add_sample_field(field_name, fo.StringField)
@@ -162,10 +163,10 @@ def embed(
         }
         for i in ok
     }
-    present = index.payloads()
-    changed = [i for i in ok if present.get(table["id"][i]) != wanted[table["id"][i]]]
-    stale = [sid for sid in present if sid not in wanted]
     with index.session():
+        present = index.payloads()
+        changed = [i for i in ok if present.get(table["id"][i]) != wanted[table["id"][i]]]
+        stale = [sid for sid in present if sid not in wanted]
         if changed:
             changed_ids = [table["id"][i] for i in changed]
             index.upsert(changed_ids, result.matrix(changed), [wanted[s] for s in changed_ids])
@@ -194,7 +195,7 @@ def embed(
 
 
 def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | QdrantIndex,
-              embedder: list[Embedder], run: dict[str, Any], config: Config) -> tuple[np.ndarray, list[str]]:
+              model: Callable[[], Embedder], dim: int) -> tuple[np.ndarray, list[str]]:
     """Vectors for sample ids (from the index) and image files (embedded now); also the sample ids."""
     ids = [s for s in items if not Path(s).is_file()]
     files = [s for s in items if Path(s).is_file()]
@@ -216,11 +217,9 @@ def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | Qdra
     if files:
         from PIL import Image
 
-        if not embedder:
-            embedder.append(run_embedder(run, config))
         images = [Image.open(f).convert("RGB") for f in files]
-        rows.append(embedder[0].embed_pil(images))
-    return np.concatenate(rows) if rows else np.zeros((0, run["dim"]), np.float32), ids
+        rows.append(model().embed_pil(images))
+    return np.concatenate(rows) if rows else np.zeros((0, dim), np.float32), ids
 
 
 def similar(
@@ -260,16 +259,15 @@ def similar(
     run = get_run(dataset, model)
     index = open_run_index(run, config)
     where = {key: v for key, v in (("label", label), ("split", split), ("tags", tag)) if v is not None}
-    embedder: list[Embedder] = []
+    model_once = functools.cache(lambda: run_embedder(run, config))  # built only for images and text
     if text:
-        embedder.append(run_embedder(run, config))
-        hits = index.query(embedder[0].embed_text([text]), k, where, min_score=min_score)[0]
+        hits = index.query(model_once().embed_text([text]), k, where, min_score=min_score)[0]
     elif like:
-        pos, pos_ids = _examples(like, dataset, index, embedder, run, config)
-        neg, neg_ids = _examples(unlike, dataset, index, embedder, run, config)
+        pos, pos_ids = _examples(like, dataset, index, model_once, run["dim"])
+        neg, neg_ids = _examples(unlike, dataset, index, model_once, run["dim"])
         hits = index.recommend(pos, neg, k, where, exclude=pos_ids + neg_ids, min_score=min_score)
     else:
-        vec, ids = _examples([sample or image or ""], dataset, index, embedder, run, config)
+        vec, ids = _examples([sample or image or ""], dataset, index, model_once, run["dim"])
         hits = index.query(vec, k, where, exclude=ids, min_score=min_score)[0]
     matches = [_match(h) for h in hits]
     if save_view:
