@@ -231,6 +231,20 @@ def _payload_id(payload: Mapping[str, Any] | None) -> str:
     return str((payload or {})["sample_id"])
 
 
+def _in_order(records: Sequence[Any], ids: Sequence[str], dim: int) -> np.ndarray:
+    """Retrieved records' vectors in the order of ``ids``; ``KeyError`` names ids the index lacks."""
+    found = {_payload_id(r.payload): r.vector for r in records}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise KeyError(f"not in the index: {missing[:5]}")
+    return np.asarray([found[i] for i in ids], dtype=np.float32).reshape(len(ids), dim)
+
+
+def _hits(points: Sequence[Any]) -> list[Hit]:
+    """Qdrant's scored points (either client's) as hits."""
+    return [Hit(_payload_id(p.payload), float(p.score), dict(p.payload or {})) for p in points]
+
+
 class EdgeIndex:
     """Qdrant's own engine in-process (qdrant-edge), one folder per collection."""
 
@@ -318,11 +332,7 @@ class EdgeIndex:
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
         with self.session() as s:
             records = s.retrieve([point_id(i) for i in ids], with_payload=True, with_vector=True)
-        found = {_payload_id(r.payload): r.vector for r in records}
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise KeyError(f"not in the index: {missing[:5]}")
-        return np.asarray([found[i] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+        return _in_order(records, ids, self.dim)
 
     def _filter(self, where: Where | None, exclude: Sequence[str]) -> Any:
         qe = self._qe
@@ -332,9 +342,6 @@ class EdgeIndex:
         ]
         must_not = [qe.HasIdCondition({point_id(i) for i in exclude})] if exclude else []
         return qe.Filter(must=must or None, must_not=must_not or None) if must or must_not else None
-
-    def _hits(self, points: Sequence[Any]) -> list[Hit]:
-        return [Hit(_payload_id(p.payload), float(p.score), dict(p.payload or {})) for p in points]
 
     def query(self, vectors: np.ndarray, k: int, where: Where | None = None,
               exclude: Sequence[str] = (), min_score: float | None = None) -> list[list[Hit]]:
@@ -348,7 +355,7 @@ class EdgeIndex:
         ]
         with self.session() as s:
             results = s.query_batch(qe.QueryBatchRequest(requests))
-        return [self._hits(r) for r in results]
+        return [_hits(r) for r in results]
 
     def recommend(self, positives: np.ndarray, negatives: np.ndarray, k: int, where: Where | None = None,
                   exclude: Sequence[str] = (), min_score: float | None = None) -> list[Hit]:
@@ -359,7 +366,7 @@ class EdgeIndex:
         request = qe.QueryRequest(limit=k, query=query, filter=self._filter(where, exclude),
                                   with_payload=True, score_threshold=min_score)
         with self.session() as s:
-            return self._hits(s.query(request))
+            return _hits(s.query(request))
 
     def drop(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -454,11 +461,7 @@ class QdrantIndex:
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
         records = self.client.retrieve(self.collection, [point_id(i) for i in ids], with_payload=True,
                                        with_vectors=True)
-        found = {_payload_id(r.payload): r.vector for r in records}
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise KeyError(f"not in the index: {missing[:5]}")
-        return np.asarray([found[i] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+        return _in_order(records, ids, self.dim)
 
     def _filter(self, where: Where | None, exclude: Sequence[str]) -> Any:
         m = self._m
@@ -479,8 +482,7 @@ class QdrantIndex:
             for row in q
         ]
         responses = self.client.query_batch_points(self.collection, requests=requests)
-        return [[Hit(_payload_id(p.payload), float(p.score), dict(p.payload or {})) for p in r.points]
-                for r in responses]
+        return [_hits(r.points) for r in responses]
 
     def recommend(self, positives: np.ndarray, negatives: np.ndarray, k: int, where: Where | None = None,
                   exclude: Sequence[str] = (), min_score: float | None = None) -> list[Hit]:
@@ -492,7 +494,7 @@ class QdrantIndex:
         ))
         response = self.client.query_points(self.collection, query=query, limit=k, with_payload=True,
                                             query_filter=self._filter(where, exclude), score_threshold=min_score)
-        return [Hit(_payload_id(p.payload), float(p.score), dict(p.payload or {})) for p in response.points]
+        return _hits(response.points)
 
     def drop(self) -> None:
         self.client.delete_collection(self.collection)
