@@ -46,3 +46,10 @@ def test_shipped_configs_parse() -> None:
     root = Path(__file__).parents[1] / "configs"
     for name in ("demo.yaml", "clip.yaml", "qdrant-server.yaml"):
         load_config(root / name)
+
+
+def test_stored_server_urls_carry_no_credentials() -> None:
+    from lookalike.api import _public_url
+
+    assert _public_url("https://user:s3cret@qdrant.example:6333/base?api-key=s3cret") == "https://qdrant.example:6333/base"
+    assert _public_url(None) is None
