@@ -3,7 +3,7 @@ import lookalike
 
 def test_all_lists_exactly_the_public_names() -> None:
     public = {name for name in dir(lookalike) if not name.startswith("_")}
-    modules = {"api", "cli", "config", "datasets", "demo", "embedding", "exceptions", "index", "models"}
+    modules = {"api", "cli", "config", "datasets", "demo", "embedding", "exceptions", "graph", "index", "models"}
     assert set(lookalike.__all__) == public - modules
 
 

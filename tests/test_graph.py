@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.exceptions import ConfigError
+from lookalike.graph import KnnGraph, exact_knn
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_matches_brute_force_across_block_boundaries() -> None:
+    v = _unit(np.random.default_rng(0), 300, 16)
+    graph = exact_knn(v, 7, block=64)
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    expected = np.argsort(-sims, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(graph.indices, expected)
+    np.testing.assert_allclose(graph.sims, np.take_along_axis(sims, expected, axis=1), atol=1e-6)
+    assert (np.diff(graph.sims, axis=1) <= 1e-7).all()
+
+
+def test_planted_copy_is_the_nearest_neighbour_and_self_is_never_listed() -> None:
+    rng = np.random.default_rng(1)
+    v = _unit(rng, 50, 32)
+    v[17] = v[3] + 0.01 * rng.normal(size=32).astype(np.float32)  # row 17: a near copy of row 3
+    v[17] /= np.linalg.norm(v[17])
+    v[40] = v[8]  # row 40: an exact copy of row 8
+    graph = exact_knn(v, 3)
+    assert graph.indices[3, 0] == 17 and graph.indices[17, 0] == 3
+    assert graph.indices[8, 0] == 40 and graph.indices[40, 0] == 8
+    assert graph.sims[8, 0] == pytest.approx(1.0, abs=1e-6)
+    assert not (graph.indices == np.arange(50)[:, None]).any()
+
+
+def test_round_trip_and_validation(tmp_path: Path) -> None:
+    v = _unit(np.random.default_rng(2), 20, 8)
+    graph = exact_knn(v, 4)
+    graph.save(tmp_path / "g.npz")
+    again = KnnGraph.load(tmp_path / "g.npz")
+    np.testing.assert_array_equal(again.indices, graph.indices)
+    assert again.k == 4
+    with pytest.raises(ConfigError, match="between 1 and n - 1"):
+        exact_knn(v, 20)
+    with pytest.raises(ConfigError, match="2-D"):
+        exact_knn(v[0], 2)
+    bad = v.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        exact_knn(bad, 2)
