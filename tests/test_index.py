@@ -129,3 +129,15 @@ def test_dimension_mismatch_is_refused_with_the_fix(tmp_path: Path) -> None:
 def test_unreachable_server_fails_fast_naming_the_url() -> None:
     with pytest.raises(IndexUnreachableError, match=r"127\.0\.0\.1:9"):
         QdrantIndex.connect("c", 8, url="http://127.0.0.1:9", timeout=2)
+
+
+def test_bad_vectors_are_refused(data: tuple) -> None:
+    from lookalike.exceptions import ConfigError
+
+    index = ExactIndex(D)
+    with pytest.raises(IndexMismatchError, match=r"\(n, 24\)"):
+        index.query(np.ones((1, D + 1), np.float32), 1)
+    with pytest.raises(ConfigError, match="NaN"):
+        index.upsert(["a" * 24], np.full((1, D), np.nan, np.float32), [{}])
+    with pytest.raises(ConfigError, match="2-D"):
+        index.query(np.ones((1, 1, D), np.float32), 1)

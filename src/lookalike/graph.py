@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import as_vectors
 from .exceptions import ConfigError
 
 
@@ -36,11 +37,7 @@ class KnnGraph:
 
 
 def _validate(vectors: np.ndarray, k: int) -> np.ndarray:
-    v = np.asarray(vectors, dtype=np.float32)
-    if v.ndim != 2:
-        raise ConfigError(f"vectors must be a 2-D array (n, dim), got shape {v.shape}")
-    if not np.isfinite(v).all():
-        raise ConfigError("vectors contain NaN or infinite values")
+    v = as_vectors(vectors)
     if not 1 <= k < len(v):
         raise ConfigError(f"k must be between 1 and n - 1 = {len(v) - 1}, got {k}")
     return v

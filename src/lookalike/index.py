@@ -29,7 +29,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .exceptions import ConfigError, IndexError_, IndexMismatchError, IndexUnreachableError
+from .arrays import as_vectors
+from .exceptions import IndexError_, IndexMismatchError, IndexUnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,11 @@ def collection_name(dataset: str, model_key: str) -> str:
 
 
 def _check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """One vector or a 2-D batch, of this index's dimension."""
     v = np.asarray(vectors, dtype=np.float32)
-    if v.ndim == 1:
-        v = v[None, :]
-    if v.ndim != 2 or v.shape[1] != dim:
+    v = as_vectors(v[None, :] if v.ndim == 1 else v)
+    if v.shape[1] != dim:
         raise IndexMismatchError(f"expected vectors of shape (n, {dim}), got {v.shape}")
-    if not np.isfinite(v).all():
-        raise ConfigError("vectors contain NaN or infinite values")
     return v
 
 
