@@ -1,0 +1,88 @@
+"""Label noise: lookalike vs cleanlab vs a plain kNN vote, on the same real embeddings.
+
+    python benchmarks/mislabels.py --n 20000 --noise 0.1   (also try --noise 0.05, 0.2, 0.3)
+
+EfficientNet-Lite0 embeddings (112 px) of the first N Fashion-MNIST train images; a seeded 10% of
+labels flipped to another class. Prints precision, recall, F1 of each method's flags and AUPRC of its
+ranking, plus an ablation of lookalike's steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from common import embeddings
+from lookalike.graph import KnnGraph, exact_knn
+from lookalike.mislabels import DEFAULT_K, find_mislabels
+
+
+def scores(flag: np.ndarray, rank_score: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, float]:
+    from sklearn.metrics import average_precision_score
+
+    tp = (flag & truth).sum()
+    p = tp / max(1, flag.sum())
+    r = tp / max(1, truth.sum())
+    return p, r, 2 * p * r / max(1e-12, p + r), average_precision_score(truth, rank_score)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=20_000)
+    p.add_argument("--noise", type=float, default=0.1)
+    p.add_argument("--k", type=int, default=DEFAULT_K)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    v, true_labels = embeddings(args.n)
+    true_labels = true_labels.astype(np.int64)
+    rng = np.random.default_rng(args.seed)
+    noisy = true_labels.copy()
+    flipped = rng.choice(args.n, int(args.noise * args.n), replace=False)
+    noisy[flipped] = (noisy[flipped] + rng.integers(1, 10, len(flipped))) % 10
+    truth = noisy != true_labels
+
+    t = time.perf_counter()
+    graph = exact_knn(v, args.k)
+    graph_s = time.perf_counter() - t
+    rows: list[tuple[str, tuple[float, float, float, float], float]] = []
+
+    t = time.perf_counter()
+    res = find_mislabels(graph, noisy)
+    rows.append(("lookalike (default)", scores(res.flag, res.score, truth), time.perf_counter() - t + graph_s))
+    ten = KnnGraph(graph.indices[:, :10], graph.sims[:, :10])  # the baselines' k
+    for label, g, kwargs in (("  - k=10", ten, {}), ("  - unweighted votes (power 0)", graph, {"power": 0.0}),
+                             ("  - flag below support 0.1", graph, {"max_support": 0.1}),
+                             ("  - flag below support 0.3", graph, {"max_support": 0.3})):
+        r = find_mislabels(g, noisy, **kwargs)
+        rows.append((label, scores(r.flag, r.score, truth), float("nan")))
+    suggested_ok = float((res.suggested[truth & res.flag] == true_labels[truth & res.flag]).mean())
+
+    # Plain kNN plurality vote: flag when the neighbours' majority label differs.
+    votes = np.zeros((args.n, 10))
+    np.add.at(votes, (np.repeat(np.arange(args.n), 10), noisy[ten.indices].ravel()), 1)
+    knn_probs = votes / 10
+    vote_flag = votes.argmax(axis=1) != noisy
+    rows.append(("kNN majority vote", scores(vote_flag, 1 - knn_probs[np.arange(args.n), noisy], truth), graph_s))
+
+    # cleanlab as Datalab runs it on features: leave-one-out 10-NN class fractions, then find_label_issues.
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    t = time.perf_counter()
+    cl_flag = find_label_issues(noisy, knn_probs)
+    cl_rank = 1 - get_label_quality_scores(noisy, knn_probs)
+    rows.append(("cleanlab (Datalab's method)", scores(cl_flag, cl_rank, truth), time.perf_counter() - t + graph_s))
+
+    print(f"N={args.n}, {truth.sum()} flipped labels, lookalike k={args.k}, baselines k=10, "
+          f"exact graph {graph_s:.1f} s")
+    print(f"{'method':<32} {'P':>6} {'R':>6} {'F1':>6} {'AUPRC':>6} {'time s':>7}")
+    for name, (pr, rc, f1, ap), secs in rows:
+        print(f"{name:<32} {pr:>6.3f} {rc:>6.3f} {f1:>6.3f} {ap:>6.3f} {secs:>7.1f}")
+    print(f"lookalike's suggested label is the true one for {suggested_ok:.1%} of the flipped samples it flags")
+
+
+if __name__ == "__main__":
+    main()
