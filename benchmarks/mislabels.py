@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from common import embeddings
-from lookalike.graph import KnnGraph, exact_knn
-from lookalike.mislabels import DEFAULT_K, find_mislabels
+from lookalike.graph import exact_knn
+from lookalike.label_issues import DEFAULT_K, find_mislabels
 
 
 def scores(flag: np.ndarray, rank_score: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, float]:
@@ -52,7 +52,7 @@ def main() -> None:
     t = time.perf_counter()
     res = find_mislabels(graph, noisy)
     rows.append(("lookalike (default)", scores(res.flag, res.score, truth), time.perf_counter() - t + graph_s))
-    ten = KnnGraph(graph.indices[:, :10], graph.sims[:, :10])  # the baselines' k
+    ten = graph.first(10)  # the baselines' k
     for label, g, kwargs in (("  - k=10", ten, {}), ("  - unweighted votes (power 0)", graph, {"power": 0.0}),
                              ("  - flag below support 0.1", graph, {"max_support": 0.1}),
                              ("  - flag below support 0.3", graph, {"max_support": 0.3})):

@@ -150,3 +150,41 @@ def test_index_matches_an_exact_search_over_the_same_vectors(embedded: tuple[str
     q = index.vectors(ids[:4])
     assert [[h.id for h in r] for r in index.query(q, 6)] == [[h.id for h in r] for r in exact.query(q, 6)]
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, rtol=1e-5)
+
+
+def test_mislabels_finds_the_planted_one_and_reruns_replace_results(tmp_path: Path, dataset_name: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from conftest import write_blobs
+    from lookalike import knn_graph, mislabels
+    from lookalike.cli import main
+    from lookalike.datasets import get_dataset
+
+    for colour, seed in (("red", 1), ("green", 2), ("blue", 3)):
+        write_blobs(tmp_path / "colours" / colour, colour, 12, seed=seed)
+    load(tmp_path / "colours", name=dataset_name)
+    embed(dataset_name, "efficientnet-lite0", image_size=64)
+    ds = get_dataset(dataset_name)
+    planted = ds.match({"ground_truth.label": "red"}).first()
+    planted.ground_truth.label = "blue"
+    planted.save()
+
+    suspects = mislabels(dataset_name, k=10)
+    assert suspects[0].id == planted.id
+    assert (suspects[0].label, suspects[0].suggested_label, suspects[0].flagged) == ("blue", "red", True)
+    assert [s.score for s in suspects] == sorted((s.score for s in suspects), reverse=True)
+    ds.reload()
+    assert ds.match_tags("suspect-label").values("id")[0] == planted.id
+    assert ds.load_saved_view("lookalike-suspect-labels").first().id == planted.id
+    assert ds[planted.id]["suggested_label"] == "red" and ds[planted.id]["mislabel_score"] > 0.8
+
+    planted.ground_truth.label = "red"  # fixed: a rerun clears the tag and flag
+    planted.save()
+    capsys.readouterr()
+    assert main(["mislabels", dataset_name, "-k", "10", "--json"]) == 0
+    flagged = json.loads(capsys.readouterr().out)
+    assert planted.id not in [s["id"] for s in flagged]
+    assert planted.id not in get_dataset(dataset_name).match_tags("suspect-label").values("id")
+    ids, graph = knn_graph(dataset_name, 10)
+    assert len(ids) == 36 and graph.k == 10

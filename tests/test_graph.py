@@ -41,10 +41,12 @@ def test_planted_copy_is_the_nearest_neighbour_and_self_is_never_listed() -> Non
 def test_round_trip_and_validation(tmp_path: Path) -> None:
     v = _unit(np.random.default_rng(2), 20, 8)
     graph = exact_knn(v, 4)
-    graph.save(tmp_path / "g.npz")
-    again = KnnGraph.load(tmp_path / "g.npz")
+    ids = [f"{i:024x}" for i in range(20)]
+    graph.save(tmp_path / "g.npz", ids)
+    again, again_ids = KnnGraph.load(tmp_path / "g.npz")
     np.testing.assert_array_equal(again.indices, graph.indices)
-    assert again.k == 4
+    assert again.k == 4 and again_ids == ids
+    np.testing.assert_array_equal(again.first(2).sims, graph.sims[:, :2])
     with pytest.raises(ConfigError, match="between 1 and n - 1"):
         exact_knn(v, 20)
     with pytest.raises(ConfigError, match="2-D"):

@@ -3,7 +3,7 @@
 FiftyOne holds the dataset, CLIP (open_clip) or another registered model embeds it, Qdrant indexes it.
 """
 
-from .api import EmbedSummary, Match, embed, similar
+from .api import EmbedSummary, Match, Suspect, embed, knn_graph, mislabels, similar
 from .config import Config, load_config
 from .datasets import load
 from .demo import run
@@ -41,14 +41,17 @@ __all__ = [
     "NotEmbeddedError",
     "QdrantIndex",
     "SourceError",
+    "Suspect",
     "TextNotSupportedError",
     "UnknownModelError",
     "VectorIndex",
     "embed",
     "get_embedder",
+    "knn_graph",
     "list_models",
     "load",
     "load_config",
+    "mislabels",
     "register_model",
     "run",
     "similar",

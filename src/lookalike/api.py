@@ -1,4 +1,4 @@
-"""The verbs behind the CLI, for Python and Jupyter: :func:`embed`, :func:`similar`, :func:`export_run`.
+"""The verbs behind the CLI, for Python and Jupyter: :func:`embed`, :func:`similar`, :func:`mislabels`.
 
 Each embedding run (dataset + model) is recorded in ``dataset.info["lookalike"]`` so later calls know
 which model and collection to use; the API key is never recorded.
@@ -20,7 +20,9 @@ from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, sample_table
 from .embedding import EmbeddingCache, Progress, embed_files
 from .exceptions import ConfigError, NotEmbeddedError
-from .index import EdgeIndex, Hit, QdrantIndex, open_index
+from .graph import KnnGraph, exact_knn
+from .index import EdgeIndex, Hit, QdrantIndex, collection_name, open_index
+from .label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT, find_mislabels
 from .models import Embedder, get_embedder
 
 if TYPE_CHECKING:
@@ -279,3 +281,134 @@ def _match(hit: Hit) -> Match:
     p = hit.payload
     return Match(id=hit.id, filepath=p.get("filepath", ""), label=p.get("label"), split=p.get("split"),
                  tags=list(p.get("tags") or []), score=hit.score)
+
+
+SUSPECT_TAG = "suspect-label"
+SUSPECT_VIEW = "lookalike-suspect-labels"
+
+
+@dataclass
+class Suspect:
+    """One sample scored by :func:`mislabels`."""
+
+    id: str
+    filepath: str
+    label: str
+    suggested_label: str
+    score: float
+    flagged: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
+              config: Config | None = None) -> tuple[list[str], KnnGraph]:
+    """The exact k-nearest-neighbour graph of an embedding run, with the sample id of each row.
+
+    Computed once from the indexed vectors and stored beside the store; reused while the indexed samples
+    stay the same and the stored graph has at least ``k`` neighbours, recomputed otherwise.
+    """
+    config = config or load_config()
+    run = get_run(get_dataset(name), model)
+    index = open_run_index(run, config)
+    with index.session():
+        ids = sorted(index.payloads())
+        path = config.index.home_path() / "graphs" / f"{collection_name(name, run['model_key'])}.npz"
+        k = min(k, len(ids) - 1)
+        if path.is_file():
+            graph, stored_ids = KnnGraph.load(path)
+            if stored_ids == ids and graph.k >= k:
+                return ids, graph.first(k)
+        vectors = index.vectors(ids)
+    graph = exact_knn(vectors, k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph.save(path, ids)
+    return ids, graph
+
+
+def _class_probs(dataset: fo.Dataset, ids: list[str], field: str, classes: list[str]) -> np.ndarray:
+    """Model probabilities per class from a Classification field: its logits when the dataset lists the
+    field's classes, else its confidence on the predicted class spread evenly over the others."""
+    logits_order = dataset.classes.get(field) or dataset.default_classes
+    view = dataset.select(ids, ordered=True)
+    preds = view.values(f"{field}.label")
+    if logits_order and dataset.has_field(f"{field}.logits"):
+        logits = view.values(f"{field}.logits")
+        out = np.zeros((len(ids), len(classes)), np.float32)
+        for i, row in enumerate(logits):
+            if row is not None:
+                e = np.exp(np.asarray(row, np.float64) - np.max(row))
+                p = dict(zip(logits_order, e / e.sum(), strict=False))
+                out[i] = [p.get(c, 0.0) for c in classes]
+            else:
+                out[i] = 1 / len(classes)
+        return out
+    conf = view.values(f"{field}.confidence")
+    out = np.zeros((len(ids), len(classes)), np.float32)
+    for i, (label, c) in enumerate(zip(preds, conf, strict=True)):
+        c = 1.0 if c is None else float(c)
+        out[i] = (1 - c) / max(1, len(classes) - 1)
+        if label in classes:
+            out[i, classes.index(label)] = c
+        else:
+            out[i] = 1 / len(classes)
+    return out
+
+
+def mislabels(
+    name: str,
+    *,
+    k: int = DEFAULT_K,
+    max_support: float = DEFAULT_MAX_SUPPORT,
+    prediction_field: str | None = None,
+    model: str | None = None,
+    config: Config | None = None,
+) -> list[Suspect]:
+    """Score every labeled sample of dataset ``name`` for a wrong label from its embedding neighbours.
+
+    Returns all scored samples, most suspect first. Writes ``mislabel_score`` (0..1, higher = more likely
+    wrong), ``suggested_label`` and ``suspect_label`` to the samples, tags the flagged ones
+    ``suspect-label`` and saves them as the view ``lookalike-suspect-labels``; a rerun replaces all of it.
+    ``prediction_field``: a Classification field of model predictions (confidence or logits) to combine
+    with the neighbours. See :mod:`lookalike.label_issues` for the method.
+    """
+    import fiftyone as fo
+
+    config = config or load_config()
+    dataset = get_dataset(name)
+    label_field = find_label_field(dataset, config.dataset.label_field)
+    if label_field is None or dataset.get_field(label_field).document_type is not fo.Classification:
+        raise ConfigError(f"dataset {name!r} has no Classification label field; mislabels needs class labels")
+    ids, graph = knn_graph(name, k, model=model, config=config)
+    view = dataset.select(ids, ordered=True)
+    names = view.values(f"{label_field}.label")
+    classes = sorted({n for n in names if n is not None})
+    code = {c: i for i, c in enumerate(classes)}
+    labels = np.array([code.get(n, -1) if n is not None else -1 for n in names])
+    pred = _class_probs(dataset, ids, prediction_field, classes) if prediction_field else None
+    result = find_mislabels(graph, labels, n_classes=len(classes), pred_probs=pred, max_support=max_support)
+
+    for field_name, kind in (("mislabel_score", fo.FloatField), ("suggested_label", fo.StringField),
+                             ("suspect_label", fo.BooleanField)):
+        if not dataset.has_field(field_name):
+            dataset.add_sample_field(field_name, kind)
+    scored = {sid: i for i, sid in enumerate(ids) if labels[i] >= 0}
+    all_ids = dataset.values("id")
+    dataset.set_values("mislabel_score", [float(result.score[scored[s]]) if s in scored else None for s in all_ids])
+    dataset.set_values("suggested_label",
+                       [classes[result.suggested[scored[s]]] if s in scored else None for s in all_ids])
+    dataset.set_values("suspect_label", [bool(result.flag[scored[s]]) if s in scored else None for s in all_ids])
+    dataset.untag_samples(SUSPECT_TAG)
+    flagged = [ids[i] for i in np.flatnonzero(result.flag)]
+    dataset.select(flagged).tag_samples(SUSPECT_TAG)
+    dataset.save_view(SUSPECT_VIEW, dataset.match_tags(SUSPECT_TAG).sort_by("mislabel_score", reverse=True),
+                      overwrite=True)
+
+    paths = view.values("filepath")
+    suspects = [
+        Suspect(id=sid, filepath=paths[i], label=classes[labels[i]], suggested_label=classes[result.suggested[i]],
+                score=float(result.score[i]), flagged=bool(result.flag[i]))
+        for sid, i in scored.items()
+    ]
+    return sorted(suspects, key=lambda s: -s.score)

@@ -1,4 +1,4 @@
-"""``lookalike`` command line: load, embed, similar, run, app, models."""
+"""``lookalike`` command line: load, embed, similar, mislabels, run, app, models."""
 
 from __future__ import annotations
 
@@ -80,6 +80,22 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mislabels(args: argparse.Namespace) -> int:
+    from .api import SUSPECT_VIEW, mislabels
+    from .demo import format_suspects
+
+    suspects = mislabels(args.name, k=args.k, prediction_field=args.prediction_field, model=args.model,
+                         config=_config(args))
+    shown = suspects if args.all else [s for s in suspects if s.flagged]
+    if args.json:
+        print(json.dumps([s.to_dict() for s in shown], indent=2))
+    else:
+        print(format_suspects(shown[: args.limit]))
+        print(f"{sum(s.flagged for s in suspects)} of {len(suspects)} labeled samples flagged "
+              f"(tag 'suspect-label', view {SUSPECT_VIEW!r})")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .demo import run
 
@@ -155,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print a JSON array")
     common(sp)
     sp.set_defaults(func=cmd_similar)
+
+    sp = sub.add_parser("mislabels", help="find samples whose neighbours disagree with their label")
+    sp.add_argument("name", help="FiftyOne dataset name")
+    sp.add_argument("--json", action="store_true", help="print a JSON array, most suspect first")
+    sp.add_argument("--all", action="store_true", help="list every labeled sample, not only the flagged ones")
+    sp.add_argument("-k", type=int, default=50, help="neighbours per sample (default 50)")
+    sp.add_argument("--prediction-field", help="a Classification field of model predictions to use as well")
+    sp.add_argument("--limit", type=int, default=20, help="rows in the table (default 20)")
+    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
+    common(sp)
+    sp.set_defaults(func=cmd_mislabels)
 
     sp = sub.add_parser("run", help="run the main job from a config file")
     sp.add_argument("config_file", help="e.g. configs/demo.yaml")

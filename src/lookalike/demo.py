@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .api import embed, get_run, open_run_index, similar
+from .api import embed, get_run, mislabels, open_run_index, similar
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, load, sample_table
 from .exceptions import ModelError, UnknownModelError
@@ -128,6 +128,12 @@ def run(config_path: str | os.PathLike[str] | None = None, config: Config | None
     figures: dict[str, Any] = {"summary": summary, "embedder": embedder.key}
     figures["agreement"] = _label_agreement(name, config, say)
     _example_queries(name, embedder, config, say)
+    suspects = mislabels(name, config=config)
+    flagged = [s for s in suspects if s.flagged]
+    figures["flagged"] = len(flagged)
+    say(f"\nMisclassified neighbours: {len(flagged)} of {len(suspects)} labeled samples flagged "
+        f"(tag 'suspect-label'); the most suspect, with suggested labels:")
+    say(format_suspects(flagged[:8]))
     say(f"\nOpen it in the FiftyOne App: lookalike app {name}")
     return figures
 
@@ -181,6 +187,16 @@ def _example_queries(name: str, embedder: Embedder, config: Config, say: Callabl
             continue
         say(f"\nText query {text!r}:")
         say(format_matches(similar(name, text=text, k=k, config=config, save_view=False)))
+
+
+def format_suspects(suspects: list[Any]) -> str:
+    """A plain table of suspected mislabels."""
+    if not suspects:
+        return "  (none)"
+    lines = [f"  {'score':>6}  {'label':<12} {'suggested':<12} id                        file"]
+    for s in suspects:
+        lines.append(f"  {s.score:6.3f}  {s.label:<12} {s.suggested_label:<12} {s.id}  {Path(s.filepath).name}")
+    return "\n".join(lines)
 
 
 def format_matches(matches: list[Any]) -> str:

@@ -7,6 +7,7 @@ stays at ``block x N`` similarities whatever N is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +28,19 @@ class KnnGraph:
     def k(self) -> int:
         return int(self.indices.shape[1])
 
-    def save(self, path: str | Path) -> None:
-        np.savez(path, indices=self.indices, sims=self.sims)
+    def save(self, path: str | Path, ids: Sequence[str]) -> None:
+        """Store the graph with the sample ids of its rows."""
+        np.savez(path, indices=self.indices, sims=self.sims, ids=np.asarray(ids, dtype=str))
 
     @classmethod
-    def load(cls, path: str | Path) -> KnnGraph:
+    def load(cls, path: str | Path) -> tuple[KnnGraph, list[str]]:
+        """A stored graph and the sample ids of its rows."""
         with np.load(path) as f:
-            return cls(indices=f["indices"], sims=f["sims"])
+            return cls(indices=f["indices"], sims=f["sims"]), [str(i) for i in f["ids"]]
+
+    def first(self, k: int) -> KnnGraph:
+        """The same graph keeping only each row's ``k`` nearest neighbours."""
+        return KnnGraph(indices=self.indices[:, :k], sims=self.sims[:, :k])
 
 
 def _validate(vectors: np.ndarray, k: int) -> np.ndarray:

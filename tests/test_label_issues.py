@@ -5,7 +5,7 @@ import pytest
 
 from lookalike.exceptions import ConfigError
 from lookalike.graph import exact_knn
-from lookalike.mislabels import find_mislabels
+from lookalike.label_issues import find_mislabels
 
 
 def _clusters(seed: int = 0, per: int = 40, classes: int = 3, dim: int = 16) -> tuple[np.ndarray, np.ndarray]:
