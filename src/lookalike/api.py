@@ -394,11 +394,10 @@ def mislabels(
         if not dataset.has_field(field_name):
             dataset.add_sample_field(field_name, kind)
     scored = {sid: i for i, sid in enumerate(ids) if labels[i] >= 0}
-    all_ids = dataset.values("id")
-    dataset.set_values("mislabel_score", [float(result.score[scored[s]]) if s in scored else None for s in all_ids])
-    dataset.set_values("suggested_label",
-                       [classes[result.suggested[scored[s]]] if s in scored else None for s in all_ids])
-    dataset.set_values("suspect_label", [bool(result.flag[scored[s]]) if s in scored else None for s in all_ids])
+    rows = [scored.get(sid) for sid in dataset.values("id")]  # None: unlabeled or not embedded
+    dataset.set_values("mislabel_score", [None if i is None else float(result.score[i]) for i in rows])
+    dataset.set_values("suggested_label", [None if i is None else classes[result.suggested[i]] for i in rows])
+    dataset.set_values("suspect_label", [None if i is None else bool(result.flag[i]) for i in rows])
     dataset.untag_samples(SUSPECT_TAG)
     flagged = [ids[i] for i in np.flatnonzero(result.flag)]
     dataset.select(flagged).tag_samples(SUSPECT_TAG)
