@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.duplicates import connected_groups, find_duplicates, image_facts, keep_plan
+
+
+def test_union_find_groups() -> None:
+    assert connected_groups(7, [(0, 3), (3, 5), (1, 2)]) == [[0, 3, 5], [1, 2]]
+    assert connected_groups(3, []) == []
+
+
+def test_keep_policies() -> None:
+    sizes, splits = [100, 400, 400], ["test", "val", "train"]
+    assert keep_plan([0, 1, 2], sizes, splits, "largest") == 1
+    assert keep_plan([0, 1, 2], sizes, splits, "train") == 2
+    assert keep_plan([0, 1, 2], sizes, splits, "first") == 0
+    with pytest.raises(ValueError, match="keep policy"):
+        keep_plan([0, 1], sizes, splits, "newest")
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def test_real_photos_exact_near_distinct_and_leaks() -> None:
+    from skimage import data
+
+    cat, coffee, rocket, astronaut = (Image.fromarray(a) for a in (data.chelsea(), data.coffee(), data.rocket(),
+                                                                    data.astronaut()))
+    w, h = cat.size
+    near = _jpeg(cat.crop((w // 20, h // 20, w - w // 20, h - h // 20)).resize((w // 2, h // 2)), 40)
+    images = [cat, coffee, rocket, astronaut, near, coffee.copy()]  # 4: near copy of 0; 5: same pixels as 1
+    hashes = ["a", "b", "c", "d", "e", "f"]  # different files
+    splits = ["train", "train", "train", "train", "test", "train"]
+    groups, scores = find_duplicates([image_facts(im) for im in images], hashes, splits, policy="largest")
+    by_members = {tuple(g.members): g for g in groups}
+    assert set(by_members) == {(0, 4), (1, 5)}
+    cat_group, coffee_group = by_members[(0, 4)], by_members[(1, 5)]
+    assert cat_group.kind == "near" and cat_group.keep == 0 and cat_group.leak and cat_group.splits == ["test", "train"]
+    assert coffee_group.kind == "exact" and not coffee_group.leak
+    assert scores[(0, 4)] >= 0.9
+    assert all(s < 0.9 for (i, j), s in scores.items() if {i, j} not in ({0, 4}, {1, 5}))
+
+
+def test_flipped_copy_is_found() -> None:
+    rng = np.random.default_rng(0)
+    base = Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).resize((256, 256))
+    other = Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).resize((256, 256))
+    images = [base, other, base.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    groups, _ = find_duplicates([image_facts(im) for im in images], ["a", "b", "c"], [None] * 3)
+    assert [g.members for g in groups] == [[0, 2]]
