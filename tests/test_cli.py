@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lookalike.cli import main
@@ -31,6 +32,16 @@ def test_load_embed_similar_json(tree: Path, dataset_name: str, capsys: pytest.C
     assert main(["similar", dataset_name, "--like", rows[0]["id"], "--unlike", rows[1]["id"], "--json"]) == 0
     liked = json.loads(capsys.readouterr().out)
     assert rows[0]["id"] not in {r["id"] for r in liked} and rows[1]["id"] not in {r["id"] for r in liked}
+
+    out = tree.parent / "vectors.npy"
+    assert main(["embeddings", dataset_name, "--out", str(out)]) == 0
+    vectors = np.load(out)
+    ids = json.loads(out.with_suffix(".ids.json").read_text())
+    assert vectors.shape == (16, 64) and len(ids) == 16  # the corrupt file has no vector
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    query_row = vectors[ids.index(rows[0]["id"])]
+    best = ids[int(np.argmax(np.where(np.array(ids) == rows[0]["id"], -2, vectors @ query_row)))]
+    assert best == rows[1]["id"]  # the exported vectors give the same nearest neighbour as Qdrant
 
 
 def test_errors_exit_2_with_a_message(dataset_name: str, capsys: pytest.CaptureFixture[str]) -> None:

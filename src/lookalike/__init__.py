@@ -3,7 +3,7 @@
 FiftyOne holds the dataset, CLIP (open_clip) or another registered model embeds it, Qdrant indexes it.
 """
 
-from .api import EmbedSummary, Match, Suspect, embed, knn_graph, mislabels, similar
+from .api import EmbedSummary, Match, Suspect, embed, embeddings, knn_graph, mislabels, similar
 from .config import Config, load_config
 from .datasets import load
 from .demo import run
@@ -46,6 +46,7 @@ __all__ = [
     "UnknownModelError",
     "VectorIndex",
     "embed",
+    "embeddings",
     "get_embedder",
     "knn_graph",
     "list_models",

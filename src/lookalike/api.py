@@ -302,6 +302,16 @@ class Suspect:
         return asdict(self)
 
 
+def embeddings(name: str, *, model: str | None = None, config: Config | None = None) -> tuple[list[str], np.ndarray]:
+    """The indexed vectors of an embedding run (L2-normalised float32 rows) and their sample ids, sorted
+    by id: the same vectors every analysis reads."""
+    config = config or load_config()
+    index = open_run_index(get_run(get_dataset(name), model), config)
+    with index.session():
+        ids = sorted(index.payloads())
+        return ids, index.vectors(ids)
+
+
 def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
               config: Config | None = None) -> tuple[list[str], KnnGraph]:
     """The exact k-nearest-neighbour graph of an embedding run, with the sample id of each row.
@@ -320,7 +330,7 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
             graph, stored_ids = KnnGraph.load(path)
             if stored_ids == ids and graph.k >= k:
                 return ids, graph.first(k)
-        vectors = index.vectors(ids)
+    ids, vectors = embeddings(name, model=model, config=config)
     graph = exact_knn(vectors, k)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph.save(path, ids)

@@ -1,4 +1,4 @@
-"""``lookalike`` command line: load, embed, similar, mislabels, run, app, models."""
+"""``lookalike`` command line: load, embed, similar, mislabels, embeddings, run, app, models."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
@@ -93,6 +94,20 @@ def cmd_mislabels(args: argparse.Namespace) -> int:
         print(format_suspects(shown[: args.limit]))
         print(f"{sum(s.flagged for s in suspects)} of {len(suspects)} labeled samples flagged "
               f"(tag 'suspect-label', view {SUSPECT_VIEW!r})")
+    return 0
+
+
+def cmd_embeddings(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .api import embeddings
+
+    ids, vectors = embeddings(args.name, model=args.model, config=_config(args))
+    out = Path(args.out)
+    np.save(out, vectors)
+    ids_path = out.with_suffix(".ids.json")
+    ids_path.write_text(json.dumps(ids))
+    print(f"{vectors.shape[0]} x {vectors.shape[1]} vectors -> {out}; sample ids, row by row -> {ids_path}")
     return 0
 
 
@@ -182,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="which embedding run to use (default: the latest)")
     common(sp)
     sp.set_defaults(func=cmd_mislabels)
+
+    sp = sub.add_parser("embeddings", help="export an embedding run's vectors and sample ids")
+    sp.add_argument("name", help="FiftyOne dataset name")
+    sp.add_argument("--out", required=True, help="FILE.npy for the vectors (ids go to FILE.ids.json)")
+    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
+    common(sp)
+    sp.set_defaults(func=cmd_embeddings)
 
     sp = sub.add_parser("run", help="run the main job from a config file")
     sp.add_argument("config_file", help="e.g. configs/demo.yaml")
