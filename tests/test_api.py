@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,12 @@ def test_mislabels_finds_the_planted_one_and_reruns_replace_results(tmp_path: Pa
     assert planted.id not in get_dataset(dataset_name).match_tags("suspect-label").values("id")
     ids, graph = knn_graph(dataset_name, 10)
     assert len(ids) == 36 and graph.k == 10
+    stored = list((Path(os.environ["LOOKALIKE_HOME"]) / "graphs").glob(f"*{dataset_name}*"))
+    assert len(stored) == 1
+    # A changed image is a new graph: its sample's neighbours come from its new vector.
+    path = Path(ds[planted.id].filepath)
+    Image.open(tmp_path / "colours" / "green" / "green-2-0.png").save(path)
+    embed(dataset_name, "efficientnet-lite0", image_size=64)
+    ids, graph = knn_graph(dataset_name, 10)
+    assert list((Path(os.environ["LOOKALIKE_HOME"]) / "graphs").glob(f"*{dataset_name}*")) != stored
+    assert graph.sims[ids.index(planted.id), 0] == pytest.approx(1.0, abs=1e-4)  # now a copy of green-2-0

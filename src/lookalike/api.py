@@ -7,6 +7,7 @@ which model and collection to use; the API key is never recorded.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -317,22 +318,27 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
     """The exact k-nearest-neighbour graph of an embedding run, with the sample id of each row.
 
     Computed once from the indexed vectors and stored beside the store; reused while the indexed samples
-    stay the same and the stored graph has at least ``k`` neighbours, recomputed otherwise.
+    and their images stay the same and the stored graph has at least ``k`` neighbours, else recomputed.
     """
     config = config or load_config()
     run = get_run(get_dataset(name), model)
-    index = open_run_index(run, config)
-    with index.session():
-        ids = sorted(index.payloads())
-        path = config.index.home_path() / "graphs" / f"{collection_name(name, run['model_key'])}.npz"
-        k = min(k, len(ids) - 1)
-        if path.is_file():
-            graph, stored_ids = KnnGraph.load(path)
-            if stored_ids == ids and graph.k >= k:
-                return ids, graph.first(k)
+    payloads = open_run_index(run, config).payloads()
+    ids = sorted(payloads)
+    k = min(k, len(ids) - 1)
+    # Keyed by every sample's id and content: a changed image invalidates the stored graph.
+    content = "".join(f"{i}:{payloads[i].get(HASH_FIELD)}\n" for i in ids).encode()
+    folder = config.index.home_path() / "graphs"
+    collection = collection_name(name, run["model_key"])
+    path = folder / f"{collection}-{hashlib.sha256(content).hexdigest()[:16]}.npz"
+    if path.is_file():
+        graph, _ = KnnGraph.load(path)
+        if graph.k >= k:
+            return ids, graph.first(k)
     ids, vectors = embeddings(name, model=model, config=config)
     graph = exact_knn(vectors, k)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f"{collection}-*.npz"):
+        stale.unlink()
     graph.save(path, ids)
     return ids, graph
 
