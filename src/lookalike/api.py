@@ -322,7 +322,8 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
     """
     config = config or load_config()
     run = get_run(get_dataset(name), model)
-    payloads = open_run_index(run, config).payloads()
+    index = open_run_index(run, config)
+    payloads = index.payloads()
     ids = sorted(payloads)
     k = min(k, len(ids) - 1)
     # Keyed by every sample's id and content: a changed image invalidates the stored graph.
@@ -334,8 +335,7 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
         graph, _ = KnnGraph.load(path)
         if graph.k >= k:
             return ids, graph.first(k)
-    ids, vectors = embeddings(name, model=model, config=config)
-    graph = exact_knn(vectors, k)
+    graph = exact_knn(index.vectors(ids), k)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(f"{collection}-*.npz"):
         stale.unlink()
