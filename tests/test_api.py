@@ -198,3 +198,50 @@ def test_mislabels_finds_the_planted_one_and_reruns_replace_results(tmp_path: Pa
     ids, graph = knn_graph(dataset_name, 10)
     assert list((Path(os.environ["LOOKALIKE_HOME"]) / "graphs").glob(f"*{dataset_name}*")) != stored
     assert graph.sims[ids.index(planted.id), 0] == pytest.approx(1.0, abs=1e-4)  # now a copy of green-2-0
+
+
+def test_duplicates_find_planted_copies_and_leaks(embedded: tuple[str, Path, Path], tree: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from lookalike.api import duplicates
+    from lookalike.cli import main
+    from lookalike.datasets import get_dataset
+
+    name, original, near_copy = embedded
+    # Same pixels, other bytes: an exact duplicate inside train.
+    blue = tree / "train" / "blue" / "blue-21-0.png"
+    reencoded = tree / "train" / "blue" / "blue-21-0-again.png"
+    Image.open(blue).save(reencoded, compress_level=0)
+    load(tree, name=name)
+    embed(name, MODEL)
+
+    groups = duplicates(name)
+    by_files = {frozenset(Path(m.filepath).name for m in g.members): g for g in groups}
+    assert set(by_files) == {frozenset({original.name, near_copy.name}), frozenset({blue.name, reencoded.name})}
+    near = by_files[frozenset({original.name, near_copy.name})]
+    exact = by_files[frozenset({blue.name, reencoded.name})]
+    assert near.kind == "near" and near.leak and near.splits == ["test", "train"]
+    assert exact.kind == "exact" and not exact.leak
+    assert sum(m.keep for m in near.members) == 1
+
+    ds = get_dataset(name)
+    assert sorted(Path(p).name for p in ds.match_tags("leak").values("filepath")) == sorted(
+        [original.name, near_copy.name])
+    assert len(ds.load_saved_view("lookalike-duplicates")) == 4
+    kept = [m.id for g in groups for m in g.members if m.keep]
+    assert sorted(ds.match({"duplicate_keep": True}).values("id")) == sorted(kept)
+
+    # The train copy is kept under --keep train; the JSON lists groups and leaks.
+    capsys.readouterr()
+    assert main(["duplicates", name, "--keep", "train", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["groups"]) == 2 and len(out["leaks"]) == 1
+    kept_leak = [m for m in out["leaks"][0]["members"] if m["keep"]]
+    assert [(m["split"], Path(m["filepath"]).name) for m in kept_leak] == [("train", original.name)]
+
+    # Removing the near copy and rerunning clears its tags: results are replaced, never stacked.
+    ds.delete_samples(ds.match({"filepath": str(near_copy)}))
+    embed(name, MODEL)
+    assert [len(g.members) for g in duplicates(name)] == [2]
+    assert len(get_dataset(name).match_tags("leak")) == 0

@@ -56,3 +56,29 @@ def test_flipped_copy_is_found() -> None:
     images = [base, other, base.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
     groups, _ = find_duplicates([image_facts(im) for im in images], ["a", "b", "c"], [None] * 3)
     assert [g.members for g in groups] == [[0, 2]]
+
+
+def _with_noise(base: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
+    """``base`` plus independent noise scaled so the two correlate at ``target``."""
+    noise = rng.normal(0, 1, base.shape)
+    b = (base - base.mean()) / base.std()
+    n = (noise - noise.mean()) / noise.std()
+    n -= (n * b).mean() * b  # orthogonal to base
+    n /= n.std()
+    return b * target + n * np.sqrt(1 - target**2)
+
+
+def test_threshold_separates_a_copy_just_above_from_an_image_just_below() -> None:
+    from lookalike.duplicates import CENTRE, THUMB, ImageFacts
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(0, 1, (THUMB, THUMB))
+    centre = base[CENTRE, CENTRE]
+    above, below = (base.copy() for _ in range(2))
+    above[CENTRE, CENTRE] = _with_noise(centre, 0.93, rng)
+    below[CENTRE, CENTRE] = _with_noise(centre, 0.87, rng)
+    facts = [ImageFacts(str(i), t.astype(np.float32), THUMB, THUMB) for i, t in enumerate((base, above, below))]
+    groups, scores = find_duplicates(facts, ["a", "b", "c"], [None] * 3, threshold=0.9)
+    assert scores[(0, 1)] == pytest.approx(0.93, abs=0.01)
+    assert scores[(0, 2)] == pytest.approx(0.87, abs=0.01)
+    assert [g.members for g in groups] == [[0, 1]]

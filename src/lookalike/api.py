@@ -1,4 +1,5 @@
-"""The verbs behind the CLI, for Python and Jupyter: :func:`embed`, :func:`similar`, :func:`mislabels`.
+"""The verbs behind the CLI, for Python and Jupyter: :func:`embed`, :func:`similar`, :func:`mislabels`,
+:func:`duplicates`, :func:`map`.
 
 Each embedding run (dataset + model) is recorded in ``dataset.info["lookalike"]`` so later calls know
 which model and collection to use; the API key is never recorded.
@@ -19,7 +20,8 @@ import numpy as np
 
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, sample_table
-from .embedding import EmbeddingCache, Progress, embed_files
+from .duplicates import DEFAULT_THRESHOLD, find_duplicates
+from .embedding import EmbeddingCache, Progress, embed_files, image_facts_of
 from .exceptions import ConfigError, NotEmbeddedError
 from .graph import KnnGraph, exact_knn
 from .index import EdgeIndex, Hit, QdrantIndex, collection_name, open_index
@@ -35,6 +37,7 @@ INFO_KEY = "lookalike"
 HASH_FIELD = "content_hash"
 ERROR_FIELD = "embed_error"
 SIMILAR_VIEW = "lookalike-similar"
+GRAPH_K = DEFAULT_K  # neighbours stored per sample: enough for every analysis
 OPTIMIZE_ABOVE = 20_000  # points beyond which the embedded store builds its HNSW graph
 
 
@@ -317,8 +320,9 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
               config: Config | None = None) -> tuple[list[str], KnnGraph]:
     """The exact k-nearest-neighbour graph of an embedding run, with the sample id of each row.
 
-    Computed once from the indexed vectors and stored beside the store; reused while the indexed samples
-    and their images stay the same and the stored graph has at least ``k`` neighbours, else recomputed.
+    Computed once from the indexed vectors and stored beside the store (with at least ``GRAPH_K``
+    neighbours, so one graph serves every analysis); reused while the indexed samples and their images
+    stay the same and the stored graph has at least ``k`` neighbours, else recomputed.
     """
     config = config or load_config()
     run = get_run(get_dataset(name), model)
@@ -335,12 +339,12 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
         graph, _ = KnnGraph.load(path)
         if graph.k >= k:
             return ids, graph.first(k)
-    graph = exact_knn(index.vectors(ids), k)
+    graph = exact_knn(index.vectors(ids), min(max(k, GRAPH_K), len(ids) - 1))
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(f"{collection}-*.npz"):
         stale.unlink()
     graph.save(path, ids)
-    return ids, graph
+    return ids, graph.first(k)
 
 
 def _class_probs(dataset: fo.Dataset, ids: list[str], field: str, classes: list[str]) -> np.ndarray:
@@ -427,3 +431,105 @@ def mislabels(
         for sid, i in scored.items()
     ]
     return sorted(suspects, key=lambda s: -s.score)
+
+
+DUPLICATE_TAG = "duplicate"
+LEAK_TAG = "leak"
+DUPLICATES_VIEW = "lookalike-duplicates"
+LEAKS_VIEW = "lookalike-leaks"
+DUPLICATE_NEIGHBOURS = 10  # embedding neighbours per sample that may be verified as copies
+
+
+@dataclass
+class Duplicate:
+    """One member of a duplicate group."""
+
+    id: str
+    filepath: str
+    label: Any
+    split: str | None
+    keep: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DuplicateSet:
+    """Samples that are copies of each other, which one to keep, and whether they span splits."""
+
+    group: int
+    kind: str  # "exact" (same bytes or pixels) or "near"
+    leak: bool
+    splits: list[str]
+    members: list[Duplicate]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def duplicates(
+    name: str,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    keep: str = "largest",
+    model: str | None = None,
+    config: Config | None = None,
+    progress: Progress | None = None,
+) -> list[DuplicateSet]:
+    """Exact and near duplicates among the embedded samples of dataset ``name``, largest group first.
+
+    Candidates come from the embedding kNN graph and from a pixel-level neighbour search; each is
+    verified at pixel level and kept at or above ``threshold`` (see :mod:`lookalike.duplicates`).
+    ``keep`` picks the member each group keeps: ``largest`` (most pixels), ``train`` (a train-split copy)
+    or ``first``. Writes ``duplicate_group`` (a group number) and ``duplicate_keep`` (the plan) to the
+    members, tags them ``duplicate`` (and ``leak`` where a group spans splits) and saves the views
+    ``lookalike-duplicates`` and ``lookalike-leaks``; a rerun replaces all of it. Nothing is deleted.
+    """
+    import fiftyone as fo
+
+    if keep not in ("largest", "train", "first"):
+        raise ConfigError(f"unknown keep policy {keep!r}; use largest, train or first")
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
+    config = config or load_config()
+    dataset = get_dataset(name)
+    ids, graph = knn_graph(name, DUPLICATE_NEIGHBOURS, model=model, config=config)
+    view = dataset.select(ids, ordered=True)
+    table = sample_table(view, find_label_field(dataset, config.dataset.label_field))
+    hashes = view.values(HASH_FIELD)
+    cache = EmbeddingCache(config.index.home_path() / "embeddings.sqlite")
+    try:
+        facts, errors = image_facts_of(table["filepath"], hashes, cache, config.embed.num_workers, progress)
+    finally:
+        cache.close()
+    rows = [i for i, h in enumerate(hashes) if h in facts]  # files changed or gone since embedding drop out
+    for h in errors:
+        log.warning("left out of duplicate finding: %s", errors[h])
+    keep_rows = np.full(len(ids), -1)
+    keep_rows[rows] = np.arange(len(rows))
+    sub = KnnGraph(indices=keep_rows[graph.indices[rows]], sims=np.where(keep_rows[graph.indices[rows]] >= 0,
+                                                                          graph.sims[rows], -1.0))
+    groups, _ = find_duplicates([facts[hashes[i]] for i in rows], [hashes[i] for i in rows],
+                                [table["split"][i] for i in rows], graph=sub, threshold=threshold, policy=keep)
+
+    result = []
+    for number, g in enumerate(groups):
+        members = [Duplicate(id=ids[rows[m]], filepath=table["filepath"][rows[m]], label=table["label"][rows[m]],
+                             split=table["split"][rows[m]], keep=m == g.keep) for m in g.members]
+        result.append(DuplicateSet(group=number, kind=g.kind, leak=g.leak, splits=g.splits, members=members))
+
+    for field_name, kind in (("duplicate_group", fo.IntField), ("duplicate_keep", fo.BooleanField)):
+        if not dataset.has_field(field_name):
+            dataset.add_sample_field(field_name, kind)
+    where = {m.id: (s.group, m.keep) for s in result for m in s.members}
+    all_ids = dataset.values("id")
+    dataset.set_values("duplicate_group", [where[i][0] if i in where else None for i in all_ids])
+    dataset.set_values("duplicate_keep", [where[i][1] if i in where else None for i in all_ids])
+    dataset.untag_samples([DUPLICATE_TAG, LEAK_TAG])
+    dataset.select(list(where)).tag_samples(DUPLICATE_TAG)
+    dataset.select([m.id for s in result if s.leak for m in s.members]).tag_samples(LEAK_TAG)
+    in_groups = dataset.match_tags(DUPLICATE_TAG).sort_by("duplicate_group")
+    dataset.save_view(DUPLICATES_VIEW, in_groups, overwrite=True)
+    dataset.save_view(LEAKS_VIEW, in_groups.match_tags(LEAK_TAG), overwrite=True)
+    return result

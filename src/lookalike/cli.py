@@ -1,4 +1,4 @@
-"""``lookalike`` command line: load, embed, similar, mislabels, embeddings, run, app, models."""
+"""``lookalike`` command line: load, embed, similar, mislabels, duplicates, map, embeddings, run, app, models."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
+from .duplicates import DEFAULT_THRESHOLD
 from .exceptions import LookalikeError
 
 
@@ -94,6 +95,24 @@ def cmd_mislabels(args: argparse.Namespace) -> int:
         print(format_suspects(shown[: args.limit]))
         print(f"{sum(s.flagged for s in suspects)} of {len(suspects)} labeled samples flagged "
               f"(tag 'suspect-label', view {SUSPECT_VIEW!r})")
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from .api import DUPLICATES_VIEW, LEAKS_VIEW, duplicates
+    from .demo import format_duplicates
+
+    with _bar("thumbnails") as progress:
+        groups = duplicates(args.name, threshold=args.threshold, keep=args.keep, model=args.model,
+                            config=_config(args), progress=progress)
+    leaks = [g for g in groups if g.leak]
+    if args.json:
+        print(json.dumps({"groups": [g.to_dict() for g in groups], "leaks": [g.to_dict() for g in leaks]}, indent=2))
+    else:
+        print(format_duplicates(groups[: args.limit]))
+        removed = sum(len(g.members) - 1 for g in groups)
+        print(f"{len(groups)} duplicate groups ({removed} samples to remove), {len(leaks)} leaks across splits "
+              f"(tags 'duplicate', 'leak'; views {DUPLICATES_VIEW!r}, {LEAKS_VIEW!r})")
     return 0
 
 
@@ -197,6 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="which embedding run to use (default: the latest)")
     common(sp)
     sp.set_defaults(func=cmd_mislabels)
+
+    sp = sub.add_parser("duplicates", help="find exact and near duplicates, a keep/remove plan, and leaks")
+    sp.add_argument("name", help="FiftyOne dataset name")
+    sp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                    help=f"pixel similarity that makes a duplicate (default {DEFAULT_THRESHOLD})")
+    sp.add_argument("--keep", choices=["largest", "train", "first"], default="largest",
+                    help="which copy each group keeps (default largest)")
+    sp.add_argument("--json", action="store_true", help="print a JSON object with groups and leaks")
+    sp.add_argument("--limit", type=int, default=20, help="groups listed (default 20)")
+    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
+    common(sp)
+    sp.set_defaults(func=cmd_duplicates)
 
     sp = sub.add_parser("embeddings", help="export an embedding run's vectors and sample ids")
     sp.add_argument("name", help="FiftyOne dataset name")

@@ -208,3 +208,17 @@ def format_matches(matches: list[Any]) -> str:
         label = ",".join(m.label) if isinstance(m.label, list) else str(m.label)
         lines.append(f"  {m.score:7.4f}  {label:<12} {m.split!s:<6} {m.id}  {Path(m.filepath).name}")
     return "\n".join(lines)
+
+
+def format_duplicates(groups: list[Any]) -> str:
+    """A plain listing of duplicate groups: the kept member first, then those to remove."""
+    if not groups:
+        return "  (none)"
+    lines = []
+    for g in groups:
+        leak = f", leak across {'/'.join(g.splits)}" if g.leak else ""
+        lines.append(f"  group {g.group} ({g.kind}, {len(g.members)} images{leak}):")
+        for m in sorted(g.members, key=lambda m: not m.keep):
+            lines.append(f"    {'keep  ' if m.keep else 'remove'} {m.label!s:<12} {m.split!s:<6} {m.id}  "
+                         f"{Path(m.filepath).name}")
+    return "\n".join(lines)

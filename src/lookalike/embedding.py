@@ -4,6 +4,10 @@ Files are hashed (SHA-256 of their bytes); only hashes the cache lacks for this 
 (in DataLoader worker processes) and run through the model in batches. Each batch is committed to the
 cache as soon as it is done, so an interrupted run loses at most one batch and a rerun resumes.
 Unreadable files are reported with a reason and skipped; the run goes on.
+
+The decode that feeds the model also makes each image's duplicate-finding facts (a pixel hash and a grey
+thumbnail, :func:`lookalike.duplicates.image_facts`), cached by content hash, so finding duplicates later
+decodes nothing that was embedded.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .duplicates import THUMB, ImageFacts, image_facts
 
 if TYPE_CHECKING:
     from .models import Embedder
@@ -45,25 +51,39 @@ class EmbeddingCache:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS vectors (model TEXT, hash TEXT, vector BLOB, PRIMARY KEY (model, hash))"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS facts (hash TEXT PRIMARY KEY, pixel_hash TEXT, width INTEGER, "
+            "height INTEGER, thumb BLOB)"
+        )
         self._db.commit()
 
-    def get(self, model_key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
+    def _select(self, sql: str, params: Sequence[Any], hashes: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` (ending in ``hash IN``) for the hashes, in chunks SQLite accepts."""
         unique = list(dict.fromkeys(hashes))
         for start in range(0, len(unique), 500):
             chunk = unique[start:start + 500]
-            rows = self._db.execute(
-                f"SELECT hash, vector FROM vectors WHERE model = ? AND hash IN ({','.join('?' * len(chunk))})",
-                [model_key, *chunk],
-            )
-            for h, blob in rows:
-                out[h] = np.frombuffer(blob, dtype=np.float32)
-        return out
+            yield from self._db.execute(f"{sql} ({','.join('?' * len(chunk))})", [*params, *chunk])
+
+    def get(self, model_key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        rows = self._select("SELECT hash, vector FROM vectors WHERE model = ? AND hash IN", [model_key], hashes)
+        return {h: np.frombuffer(blob, dtype=np.float32) for h, blob in rows}
 
     def put(self, model_key: str, items: dict[str, np.ndarray]) -> None:
         self._db.executemany(
             "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
             [(model_key, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items.items()],
+        )
+        self._db.commit()
+
+    def get_facts(self, hashes: Sequence[str]) -> dict[str, ImageFacts]:
+        rows = self._select("SELECT hash, pixel_hash, width, height, thumb FROM facts WHERE hash IN", [], hashes)
+        return {h: ImageFacts(ph, np.frombuffer(t, dtype=np.float32).reshape(THUMB, THUMB), w, ht)
+                for h, ph, w, ht, t in rows}
+
+    def put_facts(self, items: dict[str, ImageFacts]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?)",
+            [(h, f.pixel_hash, f.width, f.height, np.asarray(f.thumb, np.float32).tobytes()) for h, f in items.items()],
         )
         self._db.commit()
 
@@ -88,29 +108,70 @@ class EmbedResult:
         return np.stack([self.vectors[i] for i in indices]).astype(np.float32, copy=False)
 
 
-class _Decoder:
-    """Decodes and preprocesses one file in a worker; returns the error text instead of raising."""
+Decoded = tuple[int, Any, ImageFacts | None, str | None]  # index, model input, facts, error
 
-    def __init__(self, paths: Sequence[str], preprocess: Callable[[Any], Any]) -> None:
+
+class _Decoder:
+    """Decodes one file in a worker into the model's input (when given ``preprocess``) and its image
+    facts; returns the error text instead of raising."""
+
+    def __init__(self, paths: Sequence[str], preprocess: Callable[[Any], Any] | None) -> None:
         self.paths = paths
         self.preprocess = preprocess
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
+    def __getitem__(self, i: int) -> Decoded:
         from PIL import Image
 
         try:
             with Image.open(self.paths[i]) as im:
                 im.load()
-                return i, self.preprocess(im), None
+                return i, self.preprocess(im) if self.preprocess else None, image_facts(im), None
         except Exception as e:  # any decoder failure is recorded, never fatal
-            return i, None, f"cannot decode image: {type(e).__name__}: {e}"
+            return i, None, None, f"cannot decode image: {type(e).__name__}: {e}"
 
 
-def _collate(items: list[tuple[int, Any, str | None]]) -> list[tuple[int, Any, str | None]]:
+def _collate(items: list[Decoded]) -> list[Decoded]:
     return items
+
+
+def _decode(paths: Sequence[str], preprocess: Callable[[Any], Any] | None, batch_size: int, num_workers: int,
+            pin_memory: bool = False) -> Iterable[list[Decoded]]:
+    """Batches of decoded files, decoded in ``num_workers`` processes (in this one for a single batch)."""
+    import torch
+
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        _Decoder(paths, preprocess),  # type: ignore[arg-type]  # map-style by protocol, not by inheritance
+        batch_size=batch_size,
+        num_workers=num_workers if len(paths) > batch_size else 0,
+        collate_fn=_collate,
+        pin_memory=pin_memory,
+    )
+    return loader
+
+
+def image_facts_of(paths: Sequence[str], hashes: Sequence[str], cache: EmbeddingCache, num_workers: int = 2,
+                   progress: Progress | None = None) -> tuple[dict[str, ImageFacts], dict[str, str]]:
+    """Image facts by content hash for files with known hashes: from the cache, else decoded now (and
+    cached). Also the errors of files that could not be decoded, by hash."""
+    facts = cache.get_facts(hashes)
+    todo = {h: p for p, h in zip(paths, hashes, strict=True) if h not in facts}
+    order = list(todo)
+    errors: dict[str, str] = {}
+    done = 0
+    if progress:
+        progress(0, len(order))
+    for batch in _decode([todo[h] for h in order], None, 256, num_workers):
+        fresh = {order[j]: f for j, _, f, _ in batch if f is not None}
+        errors.update({order[j]: err for j, _, _, err in batch if err is not None})
+        cache.put_facts(fresh)
+        facts.update(fresh)
+        done += len(batch)
+        if progress:
+            progress(done, len(order))
+    return facts, errors
 
 
 def embed_files(
@@ -122,8 +183,6 @@ def embed_files(
     progress: Progress | None = None,
 ) -> EmbedResult:
     """Embed image files, reusing cached vectors; see the module docstring."""
-    import torch
-
     result = EmbedResult(hashes=[])
     for i, p in enumerate(paths):
         try:
@@ -145,26 +204,21 @@ def embed_files(
     if progress:
         progress(0, total)
     if total:
+        import torch
+
         order = list(todo.values())
-        decoder = _Decoder([paths[i] for i in order], embedder.preprocess)
-        workers = num_workers if total > batch_size else 0
-        loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
-            decoder,  # type: ignore[arg-type]  # map-style by protocol, not by inheritance
-            batch_size=batch_size,
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=embedder.device.startswith("cuda"),
-        )
         done = 0
-        for batch in loader:
-            good = [(order[j], x) for j, x, err in batch if err is None]
-            for j, _, err in batch:
+        for batch in _decode([paths[i] for i in order], embedder.preprocess, batch_size, num_workers,
+                             pin_memory=embedder.device.startswith("cuda")):
+            good = [(order[j], x) for j, x, _, err in batch if err is None]
+            for j, _, _, err in batch:
                 if err is not None:
                     result.errors[order[j]] = err
             if good:
                 vectors = embedder.embed_images(torch.stack([x for _, x in good]))
                 fresh = {result.hashes[i]: v for (i, _), v in zip(good, vectors, strict=True)}
                 if cache:
+                    cache.put_facts({h: f for j, _, f, _ in batch if f is not None and (h := result.hashes[order[j]])})
                     cache.put(embedder.key, {h: v for h, v in fresh.items() if h})
                 for i, _ in good:
                     result.vectors[i] = fresh[result.hashes[i]]
