@@ -245,3 +245,42 @@ def test_duplicates_find_planted_copies_and_leaks(embedded: tuple[str, Path, Pat
     embed(name, MODEL)
     assert [len(g.members) for g in duplicates(name)] == [2]
     assert len(get_dataset(name).match_tags("leak")) == 0
+
+
+def test_map_is_seeded_finds_the_planted_clusters_and_lands_in_the_app(tmp_path: Path, dataset_name: str,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from conftest import write_blobs
+    from lookalike.api import compute_map
+    from lookalike.cli import main
+    from lookalike.datasets import get_dataset
+
+    for colour, seed in (("red", 1), ("green", 2), ("blue", 3)):
+        write_blobs(tmp_path / "colours" / colour, colour, 15, seed=seed)
+    # One outlier: a grey image unlike every colour class.
+    Image.fromarray(np.full((48, 48, 3), 128, np.uint8)).save(tmp_path / "colours" / "red" / "grey.png")
+    load(tmp_path / "colours", name=dataset_name)
+    embed(dataset_name, "efficientnet-lite0", image_size=64)
+
+    first = compute_map(dataset_name, plot_path=tmp_path / "map.png", min_cluster_size=5)
+    ds = get_dataset(dataset_name)
+    points = ds.load_brain_results(first.brain_key).points
+    assert points.shape == (46, 2) and (tmp_path / "map.png").stat().st_size > 10_000
+    grey = ds.match({"filepath": str(tmp_path / "colours" / "red" / "grey.png")}).first()
+    assert first.most_unique[0] == (grey.id, 1.0) and grey["uniqueness"] == 1.0
+    # Each colour class is one cluster of its own.
+    blobs = ds.match({"filepath": {"$not": {"$regex": "grey"}}})
+    by_class: dict[str, set[int]] = {}
+    for label, cluster in zip(blobs.values("ground_truth.label"), blobs.values("cluster"), strict=True):
+        by_class.setdefault(label, set()).add(cluster)
+    assert all(len(c) == 1 and -1 not in c for c in by_class.values())
+    assert len(set().union(*by_class.values())) == 3
+
+    capsys.readouterr()
+    assert main(["map", dataset_name, "--min-cluster-size", "5", "--json", "--out", str(tmp_path / "again.png"),
+                 "--colour-by", "uniqueness"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert np.array_equal(get_dataset(dataset_name).load_brain_results(first.brain_key).points, points)  # seeded
+    assert again["clusters"] == {str(c): n for c, n in first.clusters.items()}
+    assert get_dataset(dataset_name).list_brain_runs() == [first.brain_key]  # replaced, not stacked

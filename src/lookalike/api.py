@@ -533,3 +533,84 @@ def duplicates(
     dataset.save_view(DUPLICATES_VIEW, in_groups, overwrite=True)
     dataset.save_view(LEAKS_VIEW, in_groups.match_tags(LEAK_TAG), overwrite=True)
     return result
+
+
+MAP_BRAIN_KEY = "lookalike_map"
+
+
+@dataclass
+class EmbeddingMap:
+    """What :func:`compute_map` made: the layout's brain key, the plot, cluster sizes and the most unique
+    samples."""
+
+    dataset: str
+    brain_key: str
+    samples: int
+    plot: str
+    clusters: dict[int, int]  # cluster number -> size; -1: in no cluster
+    most_unique: list[tuple[str, float]]  # (sample id, uniqueness), most unique first
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compute_map(
+    name: str,
+    *,
+    colour_by: str = "label",
+    plot_path: str | Path | None = None,
+    seed: int = 0,
+    min_cluster_size: int | None = None,
+    model: str | None = None,
+    config: Config | None = None,
+) -> EmbeddingMap:
+    """Uniqueness, a 2-D UMAP layout and clusters of an embedding run, from the shared kNN graph.
+
+    Writes ``uniqueness`` (0..1, higher = fewer look-alikes) and ``cluster`` (-1: in none) to the samples,
+    stores the layout as the FiftyOne visualization brain run ``lookalike_map`` (the App's Embeddings
+    panel; colour it by any field) and saves a PNG coloured by ``colour_by`` (one of ``maps.COLOUR_FIELDS``) to
+    ``plot_path`` (default ``$LOOKALIKE_HOME/maps/NAME.png``). A rerun replaces all of it; the same seed
+    gives the same layout. See :mod:`lookalike.maps`.
+    """
+    import fiftyone as fo
+    import fiftyone.brain as fob
+
+    from . import maps
+
+    if colour_by not in maps.COLOUR_FIELDS:
+        raise ConfigError(f"cannot colour by {colour_by!r}; use one of {', '.join(maps.COLOUR_FIELDS)}")
+    config = config or load_config()
+    dataset = get_dataset(name)
+    run = get_run(dataset, model)
+    ids, vectors = embeddings(name, model=model, config=config)
+    if len(ids) < 4:
+        raise ConfigError(f"dataset {name!r} has {len(ids)} embedded samples; a map needs at least 4")
+    _, graph = knn_graph(name, maps.UMAP_K, model=model, config=config)  # rows in the same (sorted id) order
+    unique = maps.uniqueness(graph)
+    points = maps.layout(vectors, graph, seed=seed)
+    cluster = maps.clusters(points, min_cluster_size)
+
+    for field_name, kind in (("uniqueness", fo.FloatField), ("cluster", fo.IntField)):
+        if not dataset.has_field(field_name):
+            dataset.add_sample_field(field_name, kind)
+    row = {sid: i for i, sid in enumerate(ids)}
+    at = [row.get(sid) for sid in dataset.values("id")]
+    dataset.set_values("uniqueness", [None if i is None else float(unique[i]) for i in at])
+    dataset.set_values("cluster", [None if i is None else int(cluster[i]) for i in at])
+    if MAP_BRAIN_KEY in dataset.list_brain_runs():
+        dataset.delete_brain_run(MAP_BRAIN_KEY)
+    view = dataset.select(ids, ordered=True)
+    fob.compute_visualization(view, points=points, brain_key=MAP_BRAIN_KEY, progress=False)
+
+    if colour_by == "label":
+        colours = sample_table(view, find_label_field(dataset, config.dataset.label_field))["label"]
+    elif colour_by in ("cluster", "uniqueness"):
+        colours = list(cluster if colour_by == "cluster" else unique)
+    else:
+        colours = view.values(colour_by) if dataset.has_field(colour_by) else [None] * len(ids)
+    path = Path(plot_path) if plot_path else config.index.home_path() / "maps" / f"{name}.png"
+    maps.plot(points, colours, path, title=f"{name}: {run['model']} embeddings (UMAP), coloured by {colour_by}")
+    sizes = dict(sorted(zip(*(x.tolist() for x in np.unique(cluster, return_counts=True)), strict=True)))
+    order = np.argsort(-unique)[:10]
+    return EmbeddingMap(dataset=name, brain_key=MAP_BRAIN_KEY, samples=len(ids), plot=str(path), clusters=sizes,
+                        most_unique=[(ids[i], float(unique[i])) for i in order])

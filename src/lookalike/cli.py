@@ -14,6 +14,7 @@ from typing import Any
 from .config import Config, load_config
 from .duplicates import DEFAULT_THRESHOLD
 from .exceptions import LookalikeError
+from .maps import COLOUR_FIELDS
 
 
 @contextmanager
@@ -113,6 +114,22 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         removed = sum(len(g.members) - 1 for g in groups)
         print(f"{len(groups)} duplicate groups ({removed} samples to remove), {len(leaks)} leaks across splits "
               f"(tags 'duplicate', 'leak'; views {DUPLICATES_VIEW!r}, {LEAKS_VIEW!r})")
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from .api import compute_map
+
+    result = compute_map(args.name, colour_by=args.colour_by, plot_path=args.out, seed=args.seed,
+                         min_cluster_size=args.min_cluster_size, model=args.model, config=_config(args))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    sizes = ", ".join(f"{'none' if c == -1 else c}: {n}" for c, n in result.clusters.items())
+    print(f"UMAP of {result.samples} samples -> brain run {result.brain_key!r} (the App's Embeddings panel) "
+          f"and {result.plot}")
+    print(f"clusters (field 'cluster', size by number): {sizes}")
+    print("most unique (field 'uniqueness'): " + ", ".join(f"{sid} {u:.2f}" for sid, u in result.most_unique[:5]))
     return 0
 
 
@@ -228,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="which embedding run to use (default: the latest)")
     common(sp)
     sp.set_defaults(func=cmd_duplicates)
+
+    sp = sub.add_parser("map", help="uniqueness, a UMAP layout and clusters, for the App and as a PNG")
+    sp.add_argument("name", help="FiftyOne dataset name")
+    sp.add_argument("--colour-by", "--color-by", default="label", choices=COLOUR_FIELDS,
+                    help="what colours the PNG (default label)")
+    sp.add_argument("--out", help="PNG file (default $LOOKALIKE_HOME/maps/NAME.png)")
+    sp.add_argument("--seed", type=int, default=0, help="UMAP seed; the same seed gives the same map")
+    sp.add_argument("--min-cluster-size", type=int, help="smallest cluster (default 1%% of the samples)")
+    sp.add_argument("--json", action="store_true", help="print a JSON object")
+    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
+    common(sp)
+    sp.set_defaults(func=cmd_map)
 
     sp = sub.add_parser("embeddings", help="export an embedding run's vectors and sample ids")
     sp.add_argument("name", help="FiftyOne dataset name")
