@@ -29,5 +29,8 @@ def test_main_job_falls_back_and_finds_same_class_neighbours(tmp_path: Path) -> 
     assert figures["agreement"] > 0.6
     # Clean labels: the mislabel finder reports, but does not flag a large share of them.
     assert "Misclassified neighbours:" in text and figures["flagged"] < 0.1 * 360
+    # Every analysis reports: duplicates (real data: few, if any), leaks, clusters.
+    assert "Duplicates:" in text and figures["duplicate_groups"] < 0.05 * 360
+    assert "Map: UMAP of 360 samples" in text and sum(figures["clusters"].values()) == 360
     again = run(config=config, say=lines.append)
     assert again["summary"].computed == 0

@@ -82,3 +82,19 @@ def test_threshold_separates_a_copy_just_above_from_an_image_just_below() -> Non
     assert scores[(0, 1)] == pytest.approx(0.93, abs=0.01)
     assert scores[(0, 2)] == pytest.approx(0.87, abs=0.01)
     assert [g.members for g in groups] == [[0, 1]]
+
+
+def test_a_copy_stands_out_of_a_crowd_of_look_alikes() -> None:
+    from lookalike.duplicates import CENTRE, THUMB, ImageFacts
+
+    rng = np.random.default_rng(5)
+    base = rng.normal(0, 1, (THUMB, THUMB))
+    thumbs = [base]
+    for target in (0.96, 0.96, 0.96, 0.96, 0.99):  # four look-alikes above the threshold, then a copy
+        t = base.copy()
+        t[CENTRE, CENTRE] = _with_noise(base[CENTRE, CENTRE], target, rng)
+        thumbs.append(t)
+    facts = [ImageFacts(str(i), t.astype(np.float32), THUMB, THUMB) for i, t in enumerate(thumbs)]
+    groups, scores = find_duplicates(facts, list("abcdef"), [None] * 6, threshold=0.9)
+    assert min(scores[(0, i)] for i in range(1, 5)) > 0.95
+    assert [g.members for g in groups] == [[0, 5]]

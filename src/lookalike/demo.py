@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .api import embed, get_run, mislabels, open_run_index, similar
+from .api import compute_map, duplicates, embed, get_run, mislabels, open_run_index, similar
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, load, sample_table
 from .exceptions import ModelError, UnknownModelError
@@ -134,6 +134,21 @@ def run(config_path: str | os.PathLike[str] | None = None, config: Config | None
     say(f"\nMisclassified neighbours: {len(flagged)} of {len(suspects)} labeled samples flagged "
         f"(tag 'suspect-label'); the most suspect, with suggested labels:")
     say(format_suspects(flagged[:8]))
+
+    groups = duplicates(name, config=config)
+    leaks = [g for g in groups if g.leak]
+    figures["duplicate_groups"], figures["leaks"] = len(groups), len(leaks)
+    say(f"\nDuplicates: {len(groups)} groups ({sum(g.kind == 'exact' for g in groups)} exact), "
+        f"{sum(len(g.members) - 1 for g in groups)} samples to remove, {len(leaks)} leaks across splits "
+        "(tags 'duplicate', 'leak'); the largest groups:")
+    say(format_duplicates(groups[:5]))
+
+    layout = compute_map(name, config=config)
+    figures["clusters"] = layout.clusters
+    sizes = ", ".join(f"{'none' if c == -1 else c}: {n}" for c, n in layout.clusters.items())
+    say(f"\nMap: UMAP of {layout.samples} samples in brain run {layout.brain_key!r}, plot {layout.plot}")
+    say(f"Clusters (field 'cluster'), sizes: {sizes}")
+    say("Most unique samples (field 'uniqueness'): " + ", ".join(sid for sid, _ in layout.most_unique[:5]))
     say(f"\nOpen it in the FiftyOne App: lookalike app {name}")
     return figures
 

@@ -34,17 +34,24 @@ import numpy as np
 from .graph import KnnGraph, exact_knn
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
 THUMB = 32  # thumbnail side, pixels
-CENTRE = slice(4, 28)  # compared region: borders move under shifts and crops
-SCALES = (1 / 0.9, 1 / 0.95, 1.0, 0.95, 0.9)
-SHIFTS = (-2, -1, 0, 1, 2)
+MARGIN = 4  # border left out of the comparison: borders move under shifts and crops
+CENTRE = slice(MARGIN, THUMB - MARGIN)
+SCALES = (1 / 0.9, 1 / 0.95, 1.0, 0.95, 0.9)  # crops of up to 10% either way
+SHIFT = 2  # pixels, either way
 DEFAULT_THRESHOLD = 0.9
 DEFAULT_CANDIDATE_COSINE = 0.8
 PIXEL_NEIGHBOURS = 5
+# In a crowd of look-alikes (28-px trousers, plain bags) distinct images line up pixel for pixel, so a pair
+# must also beat each image's CROWD_RANK-th best candidate by CROWD_MARGIN: a group of up to CROWD_RANK
+# near copies stands out of its crowd; larger groups are found where they are near identical.
+CROWD_RANK = 3
+CROWD_MARGIN = 0.02
+IDENTICAL = 0.995
 BLUR = 1.0  # Gaussian sigma on the thumbnail, pixels
-SETTLED_BELOW = 0.5  # plain correlation under which alignment is not tried
 
 
 @dataclass(frozen=True)
@@ -58,19 +65,30 @@ class ImageFacts:
 
 
 def image_facts(image: Image.Image) -> ImageFacts:
-    """Hash an image's RGB pixels and shrink it to a blurred grey THUMB x THUMB thumbnail."""
+    """Hash an image's RGB pixels and make its grey THUMB x THUMB thumbnail: shrunk (and blurred, when
+    shrunk a lot), or, for an image no larger than a thumbnail, its own pixels with reflected borders."""
     import cv2
     from PIL import Image
 
     rgb = image.convert("RGB")
     pixels = np.asarray(rgb)
+    if max(rgb.size) <= THUMB:
+        # Resampling a tiny image would turn a one-pixel shift into a blur; its own pixels align exactly.
+        small = np.asarray(rgb.convert("L"), dtype=np.float32)
+        top, left = (THUMB - small.shape[0]) // 2, (THUMB - small.shape[1]) // 2
+        grey = cv2.copyMakeBorder(small, top, THUMB - small.shape[0] - top, left, THUMB - small.shape[1] - left,
+                                  cv2.BORDER_REFLECT)
+        return ImageFacts(_pixel_hash(pixels), np.asarray(grey, np.float32), rgb.width, rgb.height)
     grey = np.asarray(rgb.convert("L").resize((THUMB, THUMB), Image.Resampling.BOX), dtype=np.float32)
     if min(rgb.size) >= 4 * THUMB:
         # Low-pass an image shrunk a lot: its fine texture, averaged into thumbnail pixels, decorrelates
         # under a one-pixel shift; the picture's layout does not. Small images keep their detail.
         grey = np.asarray(cv2.GaussianBlur(grey, (0, 0), BLUR), dtype=np.float32)
-    digest = hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
-    return ImageFacts(digest, grey, rgb.width, rgb.height)
+    return ImageFacts(_pixel_hash(pixels), grey, rgb.width, rgb.height)
+
+
+def _pixel_hash(pixels: np.ndarray) -> str:
+    return hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
 
 
 def thumbnail(path: str | Path) -> ImageFacts:
@@ -86,28 +104,52 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
 
 
-def _variants(thumb: np.ndarray) -> np.ndarray:
-    """Centres of the thumbnail under every mirror, scale and shift tried: (variants, centre pixels)."""
-    import cv2
+def _variants(thumbs: torch.Tensor) -> torch.Tensor:
+    """Each thumbnail under every mirror x scale tried (bilinear, reflected borders): (n, variants, T, T)."""
+    import torch
+    import torch.nn.functional as F
 
-    out = []
-    c = (THUMB - 1) / 2
-    for image in (thumb, thumb[:, ::-1]):
-        image = np.ascontiguousarray(image)
-        for s in SCALES:
-            for dx in SHIFTS:
-                for dy in SHIFTS:
-                    m = np.array([[s, 0, c - s * c + dx], [0, s, c - s * c + dy]], dtype=np.float32)
-                    warped = cv2.warpAffine(image, m, (THUMB, THUMB), flags=cv2.INTER_LINEAR,
-                                            borderMode=cv2.BORDER_REFLECT)
-                    out.append(warped[CENTRE, CENTRE].ravel())
-    return _standardise(np.asarray(out))
+    theta = torch.tensor([[[m / s, 0.0, 0.0], [0.0, 1 / s, 0.0]] for m in (1, -1) for s in SCALES])
+    n, v = len(thumbs), len(theta)
+    grid = F.affine_grid(theta.repeat(n, 1, 1), [n * v, 1, THUMB, THUMB], align_corners=False)
+    warped = F.grid_sample(thumbs[:, None].repeat_interleave(v, 0), grid, mode="bilinear",
+                           padding_mode="reflection", align_corners=False)
+    return warped.reshape(n, v, THUMB, THUMB)
 
 
-def pair_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Best normalised cross-correlation of thumbnail ``b``, aligned every way tried, against ``a``."""
-    centre = _standardise(a[CENTRE, CENTRE].ravel())
-    return float((_variants(b) @ centre).max())
+def _aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, batch: int = 512, chunk: int = 4096) -> np.ndarray:
+    """Best normalised cross-correlation of each ``thumbs[i]`` centre with ``thumbs[j]`` under every mirror,
+    scale and shift (by up to ``SHIFT`` pixels). The variants of ``chunk`` images at a time are made once,
+    and each batch of pairs is one grouped convolution."""
+    import torch
+    import torch.nn.functional as F
+
+    side = THUMB - 2 * MARGIN  # centre side
+    pad = MARGIN - SHIFT
+    out = np.empty(len(i), dtype=np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))
+    order = np.argsort(j, kind="stable")
+    by_j = j[order]
+    firsts = np.unique(by_j)
+    with torch.inference_mode():
+        for c in range(0, len(firsts), chunk):
+            images = firsts[c:c + chunk]
+            variants = _variants(t[images])[:, :, pad:THUMB - pad, pad:THUMB - pad]  # centre +- SHIFT
+            # Each window's standard deviation (times its size), for the correlation's denominator.
+            mean = F.avg_pool2d(variants, side, stride=1)
+            norm = (F.avg_pool2d(variants * variants, side, stride=1) - mean * mean).clamp_min(1e-12).sqrt() * side
+            lo, hi = np.searchsorted(by_j, images[0], side="left"), np.searchsorted(by_j, images[-1], side="right")
+            for s in range(lo, hi, batch):
+                rows = order[s:min(s + batch, hi)]
+                at = torch.from_numpy(np.searchsorted(images, j[rows]))
+                a = torch.from_numpy(_standardise(thumbs[i[rows], CENTRE, CENTRE].reshape(-1, side * side)))
+                b = variants[at]
+                p, v = b.shape[:2]
+                kernel = a.reshape(p, 1, 1, side, side).expand(p, v, 1, side, side).reshape(p * v, 1, side, side)
+                # a is zero-mean with unit norm, so the dot product needs no centring of b's windows.
+                dot = F.conv2d(b.reshape(1, p * v, *b.shape[2:]), kernel, groups=p * v).reshape(norm[at].shape)
+                out[rows] = (dot / norm[at]).reshape(p, -1).amax(1).numpy()
+    return out
 
 
 def candidate_pairs(graph: KnnGraph | None, thumbs: np.ndarray,
@@ -132,22 +174,28 @@ def candidate_pairs(graph: KnnGraph | None, thumbs: np.ndarray,
     return pairs
 
 
-def verify(thumbs: np.ndarray, pairs: set[tuple[int, int]],
-           threshold: float = DEFAULT_THRESHOLD) -> dict[tuple[int, int], float]:
-    """Pixel similarity of every candidate pair: the plain correlation (best of mirror or not) where it
-    settles the question (at least ``threshold``, or under 0.5), else the best over all alignments."""
+def verify(thumbs: np.ndarray, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """Pixel similarity of every candidate pair: the best correlation over all alignments tried."""
     if not pairs:
         return {}
     ordered = sorted(pairs)
     i, j = np.array(ordered).T
-    centres = _standardise(thumbs[:, CENTRE, CENTRE].reshape(len(thumbs), -1))
-    mirrors = _standardise(thumbs[:, CENTRE, CENTRE][:, :, ::-1].reshape(len(thumbs), -1))
-    plain = np.maximum((centres[i] * centres[j]).sum(1), (centres[i] * mirrors[j]).sum(1))
-    out = {}
-    for (a, b), p in zip(ordered, plain, strict=True):
-        settled = p >= threshold or p < SETTLED_BELOW
-        out[(a, b)] = float(p) if settled else max(float(p), pair_similarity(thumbs[a], thumbs[b]))
-    return out
+    return dict(zip(ordered, _aligned(thumbs, i, j).tolist(), strict=True))
+
+
+def crowd_levels(n: int, scores: dict[tuple[int, int], float]) -> np.ndarray:
+    """Per image, the ``CROWD_RANK``-th best pixel similarity among its candidates (0 with fewer): how alike
+    its look-alikes are."""
+    per: list[list[float]] = [[] for _ in range(n)]
+    for (i, j), s in scores.items():
+        per[i].append(s)
+        per[j].append(s)
+    return np.array([sorted(x)[-CROWD_RANK] if len(x) >= CROWD_RANK else 0.0 for x in per])
+
+
+def stands_out(score: float, crowd_i: float, crowd_j: float) -> bool:
+    """Whether a pair is more alike than both images' crowds of look-alikes (or near identical)."""
+    return score >= IDENTICAL or score >= max(crowd_i, crowd_j) + CROWD_MARGIN
 
 
 def connected_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
@@ -215,9 +263,11 @@ def find_duplicates(
             else:
                 first[key] = i
     thumbs = np.stack([f.thumb for f in facts]) if facts else np.zeros((0, THUMB, THUMB), np.float32)
-    scores = verify(thumbs, candidate_pairs(graph, thumbs, candidate_cosine) - set(exact), threshold)
+    scores = verify(thumbs, candidate_pairs(graph, thumbs, candidate_cosine) - set(exact))
+    crowd = crowd_levels(n, scores)
+    near = [(i, j) for (i, j), s in scores.items() if s >= threshold and stands_out(s, crowd[i], crowd[j])]
     scores.update(exact)
-    near = [p for p, s in scores.items() if s >= threshold]
+    near += list(exact)
     exact_groups = {tuple(g) for g in connected_groups(n, list(exact))}
     sizes = [f.width * f.height for f in facts]
     groups = []
