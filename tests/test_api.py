@@ -284,3 +284,30 @@ def test_map_is_seeded_finds_the_planted_clusters_and_lands_in_the_app(tmp_path:
     assert np.array_equal(get_dataset(dataset_name).load_brain_results(first.brain_key).points, points)  # seeded
     assert again["clusters"] == {str(c): n for c, n in first.clusters.items()}
     assert get_dataset(dataset_name).list_brain_runs() == [first.brain_key]  # replaced, not stacked
+
+
+def test_added_samples_update_the_stored_graph(tmp_path: Path, dataset_name: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import lookalike.api
+    from conftest import write_blobs
+    from lookalike import embeddings, knn_graph
+    from lookalike.graph import exact_knn
+
+    write_blobs(tmp_path / "set" / "red", "red", 60, seed=1)  # more than GRAPH_K: a full graph
+    load(tmp_path / "set", name=dataset_name)
+    embed(dataset_name, MODEL)
+    knn_graph(dataset_name, 5)
+    write_blobs(tmp_path / "set" / "blue", "blue", 6, seed=2)  # new samples arrive
+    load(tmp_path / "set", name=dataset_name)
+    embed(dataset_name, MODEL)
+
+    def no_full_rebuild(*args: object) -> None:
+        raise AssertionError("the stored graph should have been updated, not rebuilt")
+
+    monkeypatch.setattr(lookalike.api, "knn", no_full_rebuild)
+    ids, updated = knn_graph(dataset_name, 5)
+    ids2, vectors = embeddings(dataset_name)
+    assert ids == ids2 and len(ids) == 66
+    np.testing.assert_allclose(updated.sims, exact_knn(vectors, 5).sims, atol=1e-5)
+    graphs = list((Path(os.environ["LOOKALIKE_HOME"]) / "graphs").glob(f"*{dataset_name}*"))
+    assert len(graphs) == 1

@@ -55,3 +55,38 @@ def test_round_trip_and_validation(tmp_path: Path) -> None:
     bad[0, 0] = np.nan
     with pytest.raises(ConfigError, match="NaN"):
         exact_knn(bad, 2)
+
+
+def test_update_equals_recomputing_after_adds_changes_and_removals() -> None:
+    from lookalike.graph import update_knn
+
+    rng = np.random.default_rng(4)
+    old_v = _unit(rng, 400, 16)
+    old = exact_knn(old_v, 8)
+    # Keep 350 old samples (in a new order), change 20 of them, add 60 new ones; 50 are gone.
+    keep = rng.permutation(400)[:350]
+    new_v = np.concatenate([old_v[keep], _unit(rng, 60, 16)])
+    old_rows = np.concatenate([keep, np.full(60, -1)])
+    changed = rng.choice(350, 20, replace=False)
+    new_v[changed] = _unit(rng, 20, 16)
+    old_rows[changed] = -1
+    updated = update_knn(old, old_rows, new_v, 8)
+    fresh = exact_knn(new_v, 8)
+    np.testing.assert_allclose(updated.sims, fresh.sims, atol=1e-5)
+    assert (updated.indices == fresh.indices).mean() > 0.999  # ties may order differently
+
+
+def test_approximate_graph_recall_is_measured_against_exact() -> None:
+    from lookalike.graph import approximate_knn, knn, recall
+
+    rng = np.random.default_rng(5)
+    centres = _unit(rng, 20, 32)
+    v = centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 32)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    graph = approximate_knn(v, 10)
+    assert graph.indices.shape == (3000, 10)
+    assert not (graph.indices == np.arange(3000)[:, None]).any()
+    rows = np.arange(0, 3000, 10)
+    assert recall(graph, v, rows) > 0.9
+    assert recall(exact_knn(v, 10), v, rows) == 1.0
+    assert knn(v, 10, exact_max=5000).sims.tolist() == exact_knn(v, 10).sims.tolist()

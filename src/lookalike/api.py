@@ -23,7 +23,7 @@ from .datasets import find_label_field, get_dataset, sample_table
 from .duplicates import DEFAULT_THRESHOLD, find_duplicates
 from .embedding import EmbeddingCache, Progress, embed_files, image_facts_of
 from .exceptions import ConfigError, NotEmbeddedError
-from .graph import KnnGraph, exact_knn
+from .graph import KnnGraph, knn, update_knn
 from .index import EdgeIndex, Hit, QdrantIndex, collection_name, open_index
 from .label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT, find_mislabels
 from .models import Embedder, get_embedder
@@ -38,6 +38,7 @@ HASH_FIELD = "content_hash"
 ERROR_FIELD = "embed_error"
 SIMILAR_VIEW = "lookalike-similar"
 GRAPH_K = DEFAULT_K  # neighbours stored per sample: enough for every analysis
+UPDATE_ABOVE = 0.5  # share of unchanged samples above which a stored graph is updated rather than rebuilt
 OPTIMIZE_ABOVE = 20_000  # points beyond which the embedded store builds its HNSW graph
 
 
@@ -318,11 +319,13 @@ def embeddings(name: str, *, model: str | None = None, config: Config | None = N
 
 def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
               config: Config | None = None) -> tuple[list[str], KnnGraph]:
-    """The exact k-nearest-neighbour graph of an embedding run, with the sample id of each row.
+    """The k-nearest-neighbour graph of an embedding run, with the sample id of each row: exact up to
+    ``config.index.exact_graph_max`` samples, approximate (NN-descent) beyond.
 
     Computed once from the indexed vectors and stored beside the store (with at least ``GRAPH_K``
     neighbours, so one graph serves every analysis); reused while the indexed samples and their images
-    stay the same and the stored graph has at least ``k`` neighbours, else recomputed.
+    stay the same. After samples are added, changed or removed, the stored graph is updated: only new and
+    changed samples, and those that lost a neighbour, are searched again.
     """
     config = config or load_config()
     run = get_run(get_dataset(name), model)
@@ -330,20 +333,31 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
     payloads = index.payloads()
     ids = sorted(payloads)
     k = min(k, len(ids) - 1)
-    # Keyed by every sample's id and content: a changed image invalidates the stored graph.
-    content = "".join(f"{i}:{payloads[i].get(HASH_FIELD)}\n" for i in ids).encode()
+    # Rows are keyed by sample id and content: a changed image is a changed row.
+    keys = [f"{i}:{payloads[i].get(HASH_FIELD)}" for i in ids]
     folder = config.index.home_path() / "graphs"
     collection = collection_name(name, run["model_key"])
-    path = folder / f"{collection}-{hashlib.sha256(content).hexdigest()[:16]}.npz"
+    path = folder / f"{collection}-{hashlib.sha256(''.join(keys).encode()).hexdigest()[:16]}.npz"
     if path.is_file():
-        graph, _ = KnnGraph.load(path)
-        if graph.k >= k:
-            return ids, graph.first(k)
-    graph = exact_knn(index.vectors(ids), min(max(k, GRAPH_K), len(ids) - 1))
+        kept, _ = KnnGraph.load(path)
+        if kept.k >= k:
+            return ids, kept.first(k)
+    want = min(max(k, GRAPH_K), len(ids) - 1)
+    vectors = index.vectors(ids)
+    graph: KnnGraph | None = None
+    stored = sorted(folder.glob(f"{collection}-*.npz"), key=lambda p: p.stat().st_mtime)
+    if stored:  # an earlier version of this run's samples: search only for what changed
+        old, old_keys = KnnGraph.load(stored[-1])
+        row = {key: r for r, key in enumerate(old_keys)}
+        old_rows = np.array([row.get(key, -1) for key in keys])
+        if old.k >= want and (old_rows >= 0).mean() >= UPDATE_ABOVE:
+            graph = update_knn(old, old_rows, vectors, want)
+    if graph is None:
+        graph = knn(vectors, want, config.index.exact_graph_max)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(f"{collection}-*.npz"):
+    for stale in stored:
         stale.unlink()
-    graph.save(path, ids)
+    graph.save(path, keys)
     return ids, graph.first(k)
 
 

@@ -4,7 +4,7 @@ A YAML file has up to four sections, each optional::
 
     dataset: {name, source, format, label_field, demo_train, demo_test}
     embed:   {model, pretrained, fallback, image_size, batch_size, num_workers, device}
-    index:   {url, api_key, home}
+    index:   {url, api_key, home, exact_graph_max}
     queries: {k, texts, examples}
 
 Environment variables: ``LOOKALIKE_HOME`` (stores and caches), ``LOOKALIKE_MODEL``, ``LOOKALIKE_DEVICE``,
@@ -55,6 +55,9 @@ class IndexConfig:
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     home: str | None = None
+    # Above this many samples the kNN graph is approximate (NN-descent): exact costs N^2 and 60k x 512-d
+    # takes 26 s on 2 cores; benchmarks/graph.py measures both.
+    exact_graph_max: int = 50_000
 
     def home_path(self) -> Path:
         return Path(self.home).expanduser() if self.home else default_home()

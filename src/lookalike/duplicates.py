@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .graph import KnnGraph, exact_knn
+from .graph import KnnGraph
 
 if TYPE_CHECKING:
     import torch
@@ -162,15 +162,19 @@ def candidate_pairs(graph: KnnGraph | None, thumbs: np.ndarray,
         pairs.update((min(i, j), max(i, j)) for i, j in zip(rows, graph.indices[rows, cols], strict=True))
     n = len(thumbs)
     if n > 1:
-        flat = _standardise(thumbs.reshape(n, -1))
-        mirrored = _standardise(thumbs[:, :, ::-1].reshape(n, -1))
-        k = min(PIXEL_NEIGHBOURS, n - 1)
-        pixel = exact_knn(np.concatenate([flat, mirrored]), min(k + 1, 2 * n - 1))
-        for i, row in enumerate(pixel.indices):
-            for j in row:
-                j = int(j) % n
-                if j != i % n:
-                    pairs.add((min(i % n, j), max(i % n, j)))
+        import torch
+
+        # Pixel neighbours at half the thumbnail's side: a quarter of the work, and more tolerant of shifts.
+        small = thumbs.reshape(n, THUMB // 2, 2, THUMB // 2, 2).mean(axis=(2, 4))
+        queries = torch.from_numpy(_standardise(small.reshape(n, -1)).astype(np.float32))
+        mirrored = torch.from_numpy(_standardise(small[:, :, ::-1].reshape(n, -1)).astype(np.float32))
+        base = torch.cat([queries, mirrored])
+        k = min(PIXEL_NEIGHBOURS + 1, n)  # + 1: an image finds itself (or its mirror) first
+        with torch.inference_mode():
+            for start in range(0, n, 4096):
+                top = torch.topk(queries[start:start + 4096] @ base.T, 2 * k, dim=1).indices.numpy() % n
+                for i, row in enumerate(top, start):
+                    pairs.update((min(i, int(j)), max(i, int(j))) for j in row if j != i)
     return pairs
 
 
