@@ -36,8 +36,9 @@ def embeddings(n: int, image_size: int = 112, batch_size: int = 128) -> tuple[np
 
     images, labels = fashion_mnist(n)
     path = CACHE / f"fmnist-effnet-lite0-{image_size}px.npy"
-    done = np.load(path) if path.exists() else np.zeros((0, 1280), np.float32)
+    done = np.load(path, mmap_mode="r") if path.exists() else np.zeros((0, 1280), np.float32)
     if len(done) < n:
+        done = np.array(done)
         embedder = get_embedder("efficientnet-lite0", image_size=image_size)
         chunks = [done]
         start, t0 = len(done), time.time()
@@ -51,4 +52,4 @@ def embeddings(n: int, image_size: int = 112, batch_size: int = 128) -> tuple[np
                 np.save(path, np.concatenate(chunks))
         done = np.concatenate(chunks)
         np.save(path, done)
-    return done[:n], labels
+    return np.array(done[:n]), labels

@@ -1,9 +1,23 @@
-"""lookalike: find similar images, mislabels and duplicates in labeled image datasets.
+"""lookalike: find similar images, mislabels and duplicates, and map the embedding space of labeled
+image datasets.
 
 FiftyOne holds the dataset, CLIP (open_clip) or another registered model embeds it, Qdrant indexes it.
 """
 
-from .api import EmbedSummary, Match, Suspect, embed, embeddings, knn_graph, mislabels, similar
+from .api import (
+    DuplicateSet,
+    EmbeddingMap,
+    EmbedSummary,
+    Match,
+    Suspect,
+    compute_map,
+    duplicates,
+    embed,
+    embeddings,
+    knn_graph,
+    mislabels,
+    similar,
+)
 from .config import Config, load_config
 from .datasets import load
 from .demo import run
@@ -28,9 +42,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatasetNotFoundError",
+    "DuplicateSet",
     "EdgeIndex",
     "EmbedSummary",
     "Embedder",
+    "EmbeddingMap",
     "ExactIndex",
     "Hit",
     "IndexMismatchError",
@@ -45,6 +61,8 @@ __all__ = [
     "TextNotSupportedError",
     "UnknownModelError",
     "VectorIndex",
+    "compute_map",
+    "duplicates",
     "embed",
     "embeddings",
     "get_embedder",

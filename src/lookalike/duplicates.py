@@ -7,18 +7,18 @@ Embeddings alone both miss copies and confuse look-alikes (distinct images at co
    ``candidate_cosine``) and a kNN search over small grey thumbnails and their mirror images
    (pixel look-alikes the model may place apart).
 2. **Verification** aligns each candidate pair at pixel level: the best normalised cross-correlation of
-   the thumbnails' centres over mirror, scale (crop) and shift. A pair is a duplicate at or above
-   ``threshold``. Different images that merely look alike do not line up pixel for pixel.
+   the thumbnails' centres over mirror, scale (crop) and shift, batched as grouped convolutions. A pair
+   is a duplicate at or above ``threshold`` when it also stands out of both images' crowds of
+   look-alikes (see ``CROWD_RANK``): distinct images that merely look alike rarely line up pixel for
+   pixel, and where a whole crowd does (28-px trousers), no single pair stands out of it.
 3. **Groups** are the connected components of verified pairs (union-find); each keeps one member by
    policy (``largest``: most pixels; ``train``: a train-split copy first; ``first``) and marks the rest
    for removal. A group whose members span splits is a leak.
 
-Pure NumPy/OpenCV over thumbnails; :func:`thumbnail` makes one from an image file.
-
-Status (``benchmarks/duplicates.py``): on 2,000 textile images with 200 planted copies, pair precision
-1.0 at recall above 0.93 (fiftyone-brain: 0.26 / 0.34). On 28-px Fashion-MNIST, thumbnail correlation
-does not yet separate copies from distinct items of the same class (both reach 0.93-0.98), so this
-module is not yet wired into the CLI.
+Pure NumPy/torch/OpenCV over thumbnails; :func:`image_facts` makes one from an image.
+Measured by ``benchmarks/duplicates.py`` (planted copies: JPEG 30, shift, brightness, flip, 10% crop):
+2,000 textile images, pair P 1.0 / R 1.0; 10,000 Fashion-MNIST images, P 0.68 / R 0.93 at 28 px, where
+many distinct items of a class are pixel look-alikes.
 """
 
 from __future__ import annotations
