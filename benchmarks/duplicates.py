@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from common import fashion_mnist
-from lookalike.duplicates import DEFAULT_THRESHOLD, find_duplicates, image_facts
+from lookalike.dedup import DEFAULT_THRESHOLD, find_duplicates, image_facts
 from lookalike.graph import exact_knn
 
 AUGMENTATIONS = ("jpeg30", "shift", "brightness", "flip", "crop")

@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, sample_table
-from .duplicates import DEFAULT_THRESHOLD, find_duplicates
+from .dedup import DEFAULT_THRESHOLD, find_duplicates
 from .embedding import EmbeddingCache, Progress, embed_files, image_facts_of
 from .exceptions import ConfigError, NotEmbeddedError
 from .graph import KnnGraph, knn, update_knn
@@ -494,7 +494,7 @@ def duplicates(
     """Exact and near duplicates among the embedded samples of dataset ``name``, largest group first.
 
     Candidates come from the embedding kNN graph and from a pixel-level neighbour search; each is
-    verified at pixel level and kept at or above ``threshold`` (see :mod:`lookalike.duplicates`).
+    verified at pixel level and kept at or above ``threshold`` (see :mod:`lookalike.dedup`).
     ``keep`` picks the member each group keeps: ``largest`` (most pixels), ``train`` (a train-split copy)
     or ``first``. Writes ``duplicate_group`` (a group number) and ``duplicate_keep`` (the plan) to the
     members, tags them ``duplicate`` (and ``leak`` where a group spans splits) and saves the views

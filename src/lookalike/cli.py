@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-from .duplicates import DEFAULT_THRESHOLD
+from .dedup import DEFAULT_THRESHOLD
 from .exceptions import LookalikeError
 from .maps import COLOUR_FIELDS
 

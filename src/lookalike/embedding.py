@@ -6,7 +6,7 @@ cache as soon as it is done, so an interrupted run loses at most one batch and a
 Unreadable files are reported with a reason and skipped; the run goes on.
 
 The decode that feeds the model also makes each image's duplicate-finding facts (a pixel hash and a grey
-thumbnail, :func:`lookalike.duplicates.image_facts`), cached by content hash, so finding duplicates later
+thumbnail, :func:`lookalike.dedup.image_facts`), cached by content hash, so finding duplicates later
 decodes nothing that was embedded.
 """
 
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .duplicates import THUMB, ImageFacts, image_facts
+from .dedup import THUMB, ImageFacts, image_facts
 
 if TYPE_CHECKING:
     from .models import Embedder
