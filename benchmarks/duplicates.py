@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from common import fashion_mnist
+from common import CACHE, fashion_mnist
 from lookalike.dedup import DEFAULT_THRESHOLD, find_duplicates, image_facts
 from lookalike.graph import exact_knn
 
@@ -95,10 +95,12 @@ def run(name: str, copies: int, rng: np.random.Generator) -> None:
     images = originals + planted
     n0 = len(originals)
     truth = {(int(s), n0 + i) for i, s in enumerate(sources)}
+    cached = CACHE / f"duplicates-{name}-{copies}-effnet-lite0-112px.npy"
     t = time.perf_counter()
-    vectors = embed(images)
-    embed_s = time.perf_counter() - t
-    print(f"\n{name}: {n0} images + {copies} planted copies (embedded in {embed_s:.0f} s)")
+    vectors = np.load(cached) if cached.exists() else embed(images)
+    CACHE.mkdir(exist_ok=True)
+    np.save(cached, vectors)
+    print(f"\n{name}: {n0} images + {copies} planted copies (embedded in {time.perf_counter() - t:.0f} s)")
 
     t = time.perf_counter()
     facts = [image_facts(im) for im in images]
