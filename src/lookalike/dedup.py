@@ -17,7 +17,7 @@ Embeddings alone both miss copies and confuse look-alikes (distinct images at co
 
 Pure NumPy/torch/OpenCV over thumbnails; :func:`image_facts` makes one from an image.
 Measured by ``benchmarks/duplicates.py`` (planted copies: JPEG 30, shift, brightness, flip, 10% crop):
-2,000 textile images, pair P 1.0 / R 1.0; 10,000 Fashion-MNIST images, P 0.68 / R 0.93 at 28 px, where
+2,000 textile images, pair P 1.0 / R 1.0; 10,000 Fashion-MNIST images, P 0.86 / R 0.90 at 28 px, where
 many distinct items of a class are pixel look-alikes.
 """
 
