@@ -518,8 +518,8 @@ def duplicates(
     finally:
         cache.close()
     rows = [i for i, h in enumerate(hashes) if h in facts]  # files changed or gone since embedding drop out
-    for h in errors:
-        log.warning("left out of duplicate finding: %s", errors[h])
+    for error in errors.values():
+        log.warning("left out of duplicate finding: %s", error)
     keep_rows = np.full(len(ids), -1)
     keep_rows[rows] = np.arange(len(rows))
     sub = KnnGraph(indices=keep_rows[graph.indices[rows]], sims=np.where(keep_rows[graph.indices[rows]] >= 0,
