@@ -1,5 +1,5 @@
 """The verbs behind the CLI, for Python and Jupyter: :func:`embed`, :func:`similar`, :func:`mislabels`,
-:func:`duplicates`, :func:`map`.
+:func:`duplicates`, :func:`compute_map`.
 
 Each embedding run (dataset + model) is recorded in ``dataset.info["lookalike"]`` so later calls know
 which model and collection to use; the API key is never recorded.

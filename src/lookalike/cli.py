@@ -119,16 +119,16 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     from .api import compute_map
+    from .demo import format_clusters
 
     result = compute_map(args.name, colour_by=args.colour_by, plot_path=args.out, seed=args.seed,
                          min_cluster_size=args.min_cluster_size, model=args.model, config=_config(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    sizes = ", ".join(f"{'none' if c == -1 else c}: {n}" for c, n in result.clusters.items())
     print(f"UMAP of {result.samples} samples -> brain run {result.brain_key!r} (the App's Embeddings panel) "
           f"and {result.plot}")
-    print(f"clusters (field 'cluster', size by number): {sizes}")
+    print(f"clusters (field 'cluster', size by number): {format_clusters(result.clusters)}")
     print("most unique (field 'uniqueness'): " + ", ".join(f"{sid} {u:.2f}" for sid, u in result.most_unique[:5]))
     return 0
 
@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def on_run(sp: argparse.ArgumentParser) -> None:
+        """Options of every command that reads an embedding run."""
+        sp.add_argument("--model", help="which embedding run to use (default: the latest)")
+        common(sp)
+
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--config", help="YAML settings file (see configs/)")
         sp.add_argument("--qdrant-url", help="Qdrant server URL (default: the embedded store)")
@@ -218,9 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--label", help="only samples with this label")
     sp.add_argument("--split", help="only samples of this split")
     sp.add_argument("--tag", help="only samples with this tag")
-    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
     sp.add_argument("--json", action="store_true", help="print a JSON array")
-    common(sp)
+    on_run(sp)
     sp.set_defaults(func=cmd_similar)
 
     sp = sub.add_parser("mislabels", help="find samples whose neighbours disagree with their label")
@@ -230,8 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=50, help="neighbours per sample (default 50)")
     sp.add_argument("--prediction-field", help="a Classification field of model predictions to use as well")
     sp.add_argument("--limit", type=int, default=20, help="rows in the table (default 20)")
-    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
-    common(sp)
+    on_run(sp)
     sp.set_defaults(func=cmd_mislabels)
 
     sp = sub.add_parser("duplicates", help="find exact and near duplicates, a keep/remove plan, and leaks")
@@ -242,8 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="which copy each group keeps (default largest)")
     sp.add_argument("--json", action="store_true", help="print a JSON object with groups and leaks")
     sp.add_argument("--limit", type=int, default=20, help="groups listed (default 20)")
-    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
-    common(sp)
+    on_run(sp)
     sp.set_defaults(func=cmd_duplicates)
 
     sp = sub.add_parser("map", help="uniqueness, a UMAP layout and clusters, for the App and as a PNG")
@@ -254,15 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0, help="UMAP seed; the same seed gives the same map")
     sp.add_argument("--min-cluster-size", type=int, help="smallest cluster (default 1%% of the samples)")
     sp.add_argument("--json", action="store_true", help="print a JSON object")
-    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
-    common(sp)
+    on_run(sp)
     sp.set_defaults(func=cmd_map)
 
     sp = sub.add_parser("embeddings", help="export an embedding run's vectors and sample ids")
     sp.add_argument("name", help="FiftyOne dataset name")
     sp.add_argument("--out", required=True, help="FILE.npy for the vectors (ids go to FILE.ids.json)")
-    sp.add_argument("--model", help="which embedding run to use (default: the latest)")
-    common(sp)
+    on_run(sp)
     sp.set_defaults(func=cmd_embeddings)
 
     sp = sub.add_parser("run", help="run the main job from a config file")

@@ -55,8 +55,8 @@ class IndexConfig:
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     home: str | None = None
-    # Above this many samples the kNN graph is approximate (NN-descent): exact costs N^2 and 60k x 512-d
-    # takes 26 s on 2 cores; benchmarks/graph.py measures both.
+    # Above this many samples the kNN graph is approximate (NN-descent): exact costs N^2; 60k x 1280-d
+    # took 118 s on 2 cores (benchmarks/speed.py).
     exact_graph_max: int = 50_000
 
     def home_path(self) -> Path:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -89,14 +88,6 @@ def image_facts(image: Image.Image) -> ImageFacts:
 
 def _pixel_hash(pixels: np.ndarray) -> str:
     return hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
-
-
-def thumbnail(path: str | Path) -> ImageFacts:
-    """:func:`image_facts` of an image file."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return image_facts(im)
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

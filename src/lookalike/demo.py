@@ -16,6 +16,7 @@ from .api import compute_map, duplicates, embed, get_run, mislabels, open_run_in
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, load, sample_table
 from .exceptions import ModelError, UnknownModelError
+from .maps import NOISE
 from .models import Embedder, get_embedder
 
 log = logging.getLogger(__name__)
@@ -145,9 +146,8 @@ def run(config_path: str | os.PathLike[str] | None = None, config: Config | None
 
     layout = compute_map(name, config=config)
     figures["clusters"] = layout.clusters
-    sizes = ", ".join(f"{'none' if c == -1 else c}: {n}" for c, n in layout.clusters.items())
     say(f"\nMap: UMAP of {layout.samples} samples in brain run {layout.brain_key!r}, plot {layout.plot}")
-    say(f"Clusters (field 'cluster'), sizes: {sizes}")
+    say(f"Clusters (field 'cluster'), sizes: {format_clusters(layout.clusters)}")
     say("Most unique samples (field 'uniqueness'): " + ", ".join(sid for sid, _ in layout.most_unique[:5]))
     say(f"\nOpen it in the FiftyOne App: lookalike app {name}")
     return figures
@@ -237,3 +237,8 @@ def format_duplicates(groups: list[Any]) -> str:
             lines.append(f"    {'keep  ' if m.keep else 'remove'} {m.label!s:<12} {m.split!s:<6} {m.id}  "
                          f"{Path(m.filepath).name}")
     return "\n".join(lines)
+
+
+def format_clusters(sizes: dict[int, int]) -> str:
+    """Cluster sizes on one line, ``none`` for the samples in no cluster."""
+    return ", ".join(f"{'none' if c == NOISE else c}: {n}" for c, n in sizes.items())
