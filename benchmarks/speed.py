@@ -24,9 +24,11 @@ from common import embeddings, fashion_mnist
 
 
 def _graph(v: np.ndarray) -> Any:
-    from lookalike.graph import exact_knn
+    """What lookalike builds: exact up to the default ``exact_graph_max``, NN-descent beyond."""
+    from lookalike.config import IndexConfig
+    from lookalike.graph import knn
 
-    return exact_knn(v, 50)
+    return knn(v, 50, IndexConfig().exact_graph_max)
 
 
 def lookalike_graph(v: np.ndarray, labels: np.ndarray) -> None:
@@ -102,7 +104,7 @@ def cleanlab_label_issues(v: np.ndarray, labels: np.ndarray) -> None:
 
 
 JOBS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
-    "lookalike: exact 50-NN graph": lookalike_graph,
+    "lookalike: 50-NN graph": lookalike_graph,
     "lookalike: near duplicates (graph + pixels)": lookalike_duplicates,
     "lookalike: graph + all analyses": lookalike_all,
     "fiftyone-brain: near duplicates": brain_near_duplicates,

@@ -98,3 +98,14 @@ def test_a_copy_stands_out_of_a_crowd_of_look_alikes() -> None:
     groups, scores = find_duplicates(facts, list("abcdef"), [None] * 6, threshold=0.9)
     assert min(scores[(0, i)] for i in range(1, 5)) > 0.95
     assert [g.members for g in groups] == [[0, 5]]
+
+
+def test_approximate_pixel_search_finds_the_same_copies() -> None:
+    rng = np.random.default_rng(7)
+    images = [Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).resize((128, 128)) for _ in range(150)]
+    images += [images[0].transpose(Image.Transpose.FLIP_LEFT_RIGHT), _jpeg(images[1], 40)]
+    facts = [image_facts(im) for im in images]
+    hashes = [str(i) for i in range(len(images))]
+    exact, _ = find_duplicates(facts, hashes, [None] * len(images))
+    approximate, _ = find_duplicates(facts, hashes, [None] * len(images), exact_max=0)  # NN-descent beyond 0
+    assert [g.members for g in approximate] == [g.members for g in exact] == [[0, 150], [1, 151]]

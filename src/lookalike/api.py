@@ -525,7 +525,8 @@ def duplicates(
     sub = KnnGraph(indices=keep_rows[graph.indices[rows]], sims=np.where(keep_rows[graph.indices[rows]] >= 0,
                                                                           graph.sims[rows], -1.0))
     groups, _ = find_duplicates([facts[hashes[i]] for i in rows], [hashes[i] for i in rows],
-                                [table["split"][i] for i in rows], graph=sub, threshold=threshold, policy=keep)
+                                [table["split"][i] for i in rows], graph=sub, threshold=threshold, policy=keep,
+                                exact_max=config.index.exact_graph_max)
 
     result = []
     for number, g in enumerate(groups):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .graph import KnnGraph
+from .graph import KnnGraph, approximate_knn
 
 if TYPE_CHECKING:
     import torch
@@ -96,22 +96,31 @@ def _standardise(x: np.ndarray) -> np.ndarray:
 
 
 def _variants(thumbs: torch.Tensor) -> torch.Tensor:
-    """Each thumbnail under every mirror x scale tried (bilinear, reflected borders): (n, variants, T, T)."""
+    """Every mirror x scale tried of each thumbnail (bilinear, reflected borders): (variants, n, T, T)."""
     import torch
     import torch.nn.functional as F
 
     theta = torch.tensor([[[m / s, 0.0, 0.0], [0.0, 1 / s, 0.0]] for m in (1, -1) for s in SCALES])
-    n, v = len(thumbs), len(theta)
-    grid = F.affine_grid(theta.repeat(n, 1, 1), [n * v, 1, THUMB, THUMB], align_corners=False)
-    warped = F.grid_sample(thumbs[:, None].repeat_interleave(v, 0), grid, mode="bilinear",
-                           padding_mode="reflection", align_corners=False)
-    return warped.reshape(n, v, THUMB, THUMB)
+    grid = F.affine_grid(theta, [len(theta), 1, THUMB, THUMB], align_corners=False)
+    return F.grid_sample(thumbs[None].expand(len(theta), -1, -1, -1), grid, mode="bilinear",
+                         padding_mode="reflection", align_corners=False)
 
 
-def _aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, batch: int = 512, chunk: int = 4096) -> np.ndarray:
+def _box_sums(x: torch.Tensor, side: int) -> torch.Tensor:
+    """The sum of every ``side`` x ``side`` window of the last two dimensions, from an integral image."""
+    import torch.nn.functional as F
+
+    s = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    return s[..., side:, side:] - s[..., :-side, side:] - s[..., side:, :-side] + s[..., :-side, :-side]
+
+
+def _aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 512) -> np.ndarray:
     """Best normalised cross-correlation of each ``thumbs[i]`` centre with ``thumbs[j]`` under every mirror,
-    scale and shift (by up to ``SHIFT`` pixels). The variants of ``chunk`` images at a time are made once,
-    and each batch of pairs is one grouped convolution."""
+    scale and shift (by up to ``SHIFT`` pixels).
+
+    One grouped convolution per batch of images ``j``: each group is one image's variants, convolved with
+    all its partners' centres at once. Images with alike numbers of partners are batched together, so the
+    padding to a batch's largest number of partners stays small."""
     import torch
     import torch.nn.functional as F
 
@@ -120,53 +129,61 @@ def _aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, batch: int = 512,
     out = np.empty(len(i), dtype=np.float32)
     t = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))
     order = np.argsort(j, kind="stable")
-    by_j = j[order]
-    firsts = np.unique(by_j)
+    images, starts, counts = np.unique(j[order], return_index=True, return_counts=True)
+    by_count = np.argsort(counts, kind="stable")
     with torch.inference_mode():
-        for c in range(0, len(firsts), chunk):
-            images = firsts[c:c + chunk]
-            variants = _variants(t[images])[:, :, pad:THUMB - pad, pad:THUMB - pad]  # centre +- SHIFT
-            # Each window's standard deviation (times its size), for the correlation's denominator.
-            mean = F.avg_pool2d(variants, side, stride=1)
-            norm = (F.avg_pool2d(variants * variants, side, stride=1) - mean * mean).clamp_min(1e-12).sqrt() * side
-            lo, hi = np.searchsorted(by_j, images[0], side="left"), np.searchsorted(by_j, images[-1], side="right")
-            for s in range(lo, hi, batch):
-                rows = order[s:min(s + batch, hi)]
-                at = torch.from_numpy(np.searchsorted(images, j[rows]))
-                a = torch.from_numpy(_standardise(thumbs[i[rows], CENTRE, CENTRE].reshape(-1, side * side)))
-                b = variants[at]
-                p, v = b.shape[:2]
-                kernel = a.reshape(p, 1, 1, side, side).expand(p, v, 1, side, side).reshape(p * v, 1, side, side)
-                # a is zero-mean with unit norm, so the dot product needs no centring of b's windows.
-                dot = F.conv2d(b.reshape(1, p * v, *b.shape[2:]), kernel, groups=p * v).reshape(norm[at].shape)
-                out[rows] = (dot / norm[at]).reshape(p, -1).amax(1).numpy()
+        for c in range(0, len(images), chunk):
+            batch = by_count[c:c + chunk]
+            m, most = len(batch), int(counts[batch].max())
+            variants = _variants(t[images[batch]])[:, :, pad:THUMB - pad, pad:THUMB - pad].contiguous()
+            # Each window's norm about its mean (in float64: the difference cancels); a is zero-mean, so the
+            # dot product needs no centring.
+            wide = variants.double()
+            sums = _box_sums(wide, side)
+            norm = (_box_sums(wide.square(), side) - sums.square() / side**2).clamp_min(1e-12).sqrt().float()
+            slot = np.arange(most)[None, :]
+            valid = slot < counts[batch][:, None]
+            rows = order[starts[batch][:, None] + np.minimum(slot, counts[batch][:, None] - 1)]
+            a = torch.from_numpy(_standardise(thumbs[i[rows], CENTRE, CENTRE].reshape(m * most, side * side)))
+            dot = F.conv2d(variants, a.reshape(m * most, 1, side, side), groups=m)  # (variants, m * most, s, s)
+            v, shifts = len(variants), sums.shape[-1] ** 2
+            best = (dot.reshape(v, m, most, shifts) / norm.reshape(v, m, 1, shifts)).amax(dim=(0, 3)).numpy()
+            out[rows[valid]] = best[valid]
     return out
 
 
 def candidate_pairs(graph: KnnGraph | None, thumbs: np.ndarray,
-                    candidate_cosine: float = DEFAULT_CANDIDATE_COSINE) -> set[tuple[int, int]]:
+                    candidate_cosine: float = DEFAULT_CANDIDATE_COSINE,
+                    exact_max: int = 50_000) -> set[tuple[int, int]]:
     """Pairs (i < j) worth verifying: embedding neighbours above ``candidate_cosine`` and each
-    thumbnail's (and its mirror's) nearest thumbnails."""
+    thumbnail's (and its mirror's) nearest thumbnails, searched exactly up to ``exact_max`` images."""
     pairs: set[tuple[int, int]] = set()
     if graph is not None:
         rows, cols = np.nonzero(graph.sims >= candidate_cosine)
         pairs.update((min(i, j), max(i, j)) for i, j in zip(rows, graph.indices[rows, cols], strict=True))
     n = len(thumbs)
     if n > 1:
-        import torch
-
-        # Pixel neighbours at half the thumbnail's side: a quarter of the work, and more tolerant of shifts.
-        small = thumbs.reshape(n, THUMB // 2, 2, THUMB // 2, 2).mean(axis=(2, 4))
-        queries = torch.from_numpy(_standardise(small.reshape(n, -1)).astype(np.float32))
-        mirrored = torch.from_numpy(_standardise(small[:, :, ::-1].reshape(n, -1)).astype(np.float32))
-        base = torch.cat([queries, mirrored])
-        k = min(PIXEL_NEIGHBOURS + 1, n)  # + 1: an image finds itself (or its mirror) first
-        with torch.inference_mode():
-            for start in range(0, n, 4096):
-                top = torch.topk(queries[start:start + 4096] @ base.T, 2 * k, dim=1).indices.numpy() % n
-                for i, row in enumerate(top, start):
-                    pairs.update((min(i, int(j)), max(i, int(j))) for j in row if j != i)
+        for i, row in enumerate(_pixel_neighbours(thumbs, exact_max)):
+            pairs.update((min(i, int(j)), max(i, int(j))) for j in row if j != i)
     return pairs
+
+
+def _pixel_neighbours(thumbs: np.ndarray, exact_max: int) -> np.ndarray:
+    """Each thumbnail's nearest thumbnails or mirrored thumbnails (as row numbers, itself included)."""
+    import torch
+
+    n = len(thumbs)
+    # Pixel neighbours at half the thumbnail's side: a quarter of the work, and more tolerant of shifts.
+    small = thumbs.reshape(n, THUMB // 2, 2, THUMB // 2, 2).mean(axis=(2, 4))
+    both = np.concatenate([small.reshape(n, -1), small[:, :, ::-1].reshape(n, -1)])
+    base = _standardise(both).astype(np.float32)
+    k = min(2 * (PIXEL_NEIGHBOURS + 1), 2 * n - 1)  # + 1: an image finds itself (or its mirror) first
+    if n > exact_max:
+        return approximate_knn(base, k).indices[:n] % n
+    queries, everything = torch.from_numpy(base[:n]), torch.from_numpy(base)
+    with torch.inference_mode():
+        return np.concatenate([torch.topk(queries[s:s + 4096] @ everything.T, k, dim=1).indices.numpy() % n
+                               for s in range(0, n, 4096)])
 
 
 def verify(thumbs: np.ndarray, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], float]:
@@ -242,6 +259,7 @@ def find_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     candidate_cosine: float = DEFAULT_CANDIDATE_COSINE,
     policy: str = "largest",
+    exact_max: int = 50_000,
 ) -> tuple[list[DuplicateGroup], dict[tuple[int, int], float]]:
     """Group duplicates among images; see the module docstring. Returns the groups and the verified
     similarity of every candidate pair (1.0 for exact pairs)."""
@@ -258,7 +276,7 @@ def find_duplicates(
             else:
                 first[key] = i
     thumbs = np.stack([f.thumb for f in facts]) if facts else np.zeros((0, THUMB, THUMB), np.float32)
-    scores = verify(thumbs, candidate_pairs(graph, thumbs, candidate_cosine) - set(exact))
+    scores = verify(thumbs, candidate_pairs(graph, thumbs, candidate_cosine, exact_max) - set(exact))
     crowd = crowd_levels(n, scores)
     near = [(i, j) for (i, j), s in scores.items() if s >= threshold and stands_out(s, crowd[i], crowd[j])]
     scores.update(exact)
