@@ -58,6 +58,7 @@ class EmbedSummary:
     upserted: int = 0
     deleted: int = 0
     collection: str = ""
+    brain_key: str = ""  # the similarity index the App sorts by (lookalike.brain)
 
 
 @dataclass
@@ -193,11 +194,14 @@ def embed(
     info["latest"] = embedder.key
     dataset.info[INFO_KEY] = info
     dataset.save()
+    from .brain import register_similarity  # brain builds on this module
+
+    brain_key = register_similarity(dataset, run, embedder.has_text)
     return EmbedSummary(
         dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim, samples=len(table["id"]),
         embedded=len(ok), computed=result.computed, cached=result.cached,
         failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
-        upserted=len(changed), deleted=len(stale), collection=collection,
+        upserted=len(changed), deleted=len(stale), collection=collection, brain_key=brain_key,
     )
 
 

@@ -1,0 +1,85 @@
+"""The similarity backend FiftyOne loads for the App's sort-by-similarity, on the real database and store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike import embed, load, similar
+from lookalike.brain import brain_key
+from lookalike.datasets import get_dataset
+
+MODEL = "random-tiny-clip"
+
+
+@pytest.fixture
+def embedded(tree: Path, dataset_name: str) -> tuple[str, str, str]:
+    """The tree plus a planted copy; returns the dataset name and the ids of the original and the copy."""
+    from fiftyone import ViewField as F
+
+    original = tree / "train" / "red" / "red-1-0.png"
+    copy = tree / "test" / "red" / "copy-of-red-1-0.jpg"
+    Image.open(original).save(copy, quality=95)
+    load(tree, name=dataset_name)
+    summary = embed(dataset_name, MODEL)
+    assert summary.brain_key == brain_key(MODEL) == "lookalike_random_tiny_clip"
+    ds = get_dataset(dataset_name)
+    return dataset_name, ds.match(F("filepath") == str(original)).first().id, ds.match(
+        F("filepath") == str(copy)).first().id
+
+
+def test_embed_registers_a_similarity_index_that_sort_by_similarity_uses(embedded: tuple[str, str, str]) -> None:
+    import fiftyone as fo
+
+    name, original, copy = embedded
+    ds = fo.load_dataset(name)
+    key = brain_key(MODEL)
+    assert key in ds.list_brain_runs(type="similarity")
+    assert ds.get_brain_info(key).config.supports_prompts  # a CLIP-shaped model: text prompts in the App
+    view = ds.sort_by_similarity(original, k=4, brain_key=key, dist_field="similarity")
+    ids = view.values("id")
+    assert ids[:2] == [original, copy]  # itself first, as FiftyOne's own backends do, then the planted copy
+    assert ids[1:] == [m.id for m in similar(name, sample=original, k=3, save_view=False)]
+    assert view.values("similarity")[0] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_text_prompts_and_views_match_the_python_api(embedded: tuple[str, str, str]) -> None:
+    import fiftyone as fo
+
+    name, original, _ = embedded
+    ds = fo.load_dataset(name)
+    key = brain_key(MODEL)
+    by_text = ds.sort_by_similarity("a red square", k=5, brain_key=key).values("id")
+    assert by_text == [m.id for m in similar(name, text="a red square", k=5, save_view=False)]
+    blue = ds.match({"filepath": {"$regex": "/blue/"}})
+    in_view = blue.sort_by_similarity(original, k=3, brain_key=key).values("id")
+    assert in_view == [m.id for m in similar(name, sample=original, label="blue", k=3, save_view=False)]
+
+
+def test_the_index_reads_and_writes_the_runs_collection(embedded: tuple[str, str, str]) -> None:
+    import fiftyone as fo
+
+    name, original, copy = embedded
+    ds = fo.load_dataset(name)
+    index = ds.load_brain_results(brain_key(MODEL))
+    assert index.total_index_size == len(ds) - 1  # the corrupt file has no vector
+    vectors, ids, _ = index.get_embeddings([original, copy])
+    assert list(ids) == [original, copy] and float(vectors[0] @ vectors[1]) > 0.95
+    index.remove_from_index([copy])
+    assert copy not in ds.sort_by_similarity(original, k=3, brain_key=brain_key(MODEL)).values("id")
+    index.add_to_index(vectors[1:], [copy])
+    assert ds.sort_by_similarity(original, k=2, brain_key=brain_key(MODEL)).values("id") == [original, copy]
+    assert np.allclose(index.get_embeddings([copy])[0], vectors[1:], atol=1e-6)
+
+
+def test_a_rerun_replaces_the_brain_run(embedded: tuple[str, str, str]) -> None:
+    import fiftyone as fo
+
+    name, original, _ = embedded
+    embed(name, MODEL)
+    ds = fo.load_dataset(name)
+    assert ds.list_brain_runs(type="similarity") == [brain_key(MODEL)]
+    assert len(ds.sort_by_similarity(original, k=3, brain_key=brain_key(MODEL))) == 3
