@@ -157,12 +157,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    import fiftyone as fo
+    from .app import launch
 
-    from .datasets import get_dataset
-
-    dataset = get_dataset(args.name)
-    session = fo.launch_app(dataset, remote=True, port=args.port, address=args.address)
+    session = launch(args.name, port=args.port, address=args.address)
     print(f"FiftyOne App serving {args.name!r} at http://{args.address}:{args.port} (Ctrl-C to stop)")
     session.wait(-1)
     return 0

@@ -1,0 +1,245 @@
+"""The lookalike FiftyOne plugin: operators for every finder and a panel to review what they found.
+
+FiftyOne loads this folder as a plugin (``lookalike app`` links it into the plugins directory; see
+:mod:`lookalike.app`). Every operator calls the same Python API as the CLI, so the App, the CLI and
+notebooks give the same answers. Long runs go to FiftyOne's delegated execution (``fiftyone delegated
+launch``) above ``DELEGATE_ABOVE`` samples, or when asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+import lookalike
+from lookalike import api, review
+from lookalike.dedup import DEFAULT_THRESHOLD
+from lookalike.maps import COLOUR_FIELDS
+
+DELEGATE_ABOVE = 20_000  # samples; the graph alone takes about a minute beyond (benchmarks/speed.py)
+SHOWN = 20  # suspects and duplicate groups listed in the panel
+
+
+def _progress(ctx: Any, fraction: float, label: str) -> Any:
+    """A progress update: through the delegated run's record, or a trigger the App shows at once."""
+    if ctx.delegated:
+        ctx.set_progress(progress=fraction, label=label)
+        return None
+    return ctx.ops.set_progress(progress=fraction, label=label)
+
+
+def _delegate_input(inputs: Any, ctx: Any) -> None:
+    inputs.bool("delegate", default=len(ctx.dataset) > DELEGATE_ABOVE, label="Run in the background",
+                description="delegated execution (needs `fiftyone delegated launch`); results land as saved views")
+
+
+class _Finder(foo.Operator):
+    """Shared by the finders: delegation on request, and a result view opened when run in the App."""
+
+    def resolve_delegation(self, ctx: Any) -> bool:
+        return bool(ctx.params.get("delegate", len(ctx.dataset) > DELEGATE_ABOVE))
+
+
+class FindSimilar(_Finder):
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(name="find_similar", label="lookalike: find similar", dynamic=True,
+                                  execute_as_generator=True, allow_delegated_execution=True)
+
+    def resolve_input(self, ctx: Any) -> types.Property:
+        inputs = types.Object()
+        modes = (["selected"] if ctx.selected else []) + ["text", "image"]
+        inputs.enum("query", modes, default=modes[0], label="Query", view=types.RadioGroup(),
+                    description="the selected samples, a text prompt, or an image file")
+        chosen = ctx.params.get("query", modes[0])
+        if chosen == "text":
+            inputs.str("text", required=True, label="Text prompt (CLIP models)")
+        elif chosen == "image":
+            inputs.str("image", required=True, label="Image file path")
+        inputs.int("k", default=25, min=1, label="How many")
+        for name in ("label", "split", "tag"):
+            inputs.str(name, label=f"Only this {name}", description="filter applied inside Qdrant")
+        return types.Property(inputs, view=types.View(label="lookalike: find similar"))
+
+    def execute(self, ctx: Any) -> Iterator[Any]:
+        p = ctx.params
+        yield _progress(ctx, 0.1, "searching the index")
+        filters: dict[str, Any] = {name: p.get(name) or None for name in ("label", "split", "tag")}
+        query: dict[str, Any] = {}
+        if p.get("query", "selected") == "selected":
+            selected = list(ctx.selected)
+            query = {"sample": selected[0]} if len(selected) == 1 else {"like": selected}
+        elif p.get("query") == "text":
+            query = {"text": p["text"]}
+        else:
+            query = {"image": p["image"]}
+        matches = lookalike.similar(ctx.dataset.name, k=int(p.get("k", 25)), **query, **filters)
+        if not ctx.delegated:
+            yield ctx.ops.set_view(name=api.SIMILAR_VIEW)
+        yield _progress(ctx, 1.0, f"{len(matches)} found")
+
+
+class FindMislabels(_Finder):
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(name="find_mislabels", label="lookalike: find mislabels", dynamic=True,
+                                  execute_as_generator=True, allow_delegated_execution=True)
+
+    def resolve_input(self, ctx: Any) -> types.Property:
+        inputs = types.Object()
+        inputs.str("prediction_field", label="Predictions field (optional)",
+                   description="a Classification field of model predictions to combine with the neighbours")
+        _delegate_input(inputs, ctx)
+        return types.Property(inputs, view=types.View(label="lookalike: find mislabels"))
+
+    def execute(self, ctx: Any) -> Iterator[Any]:
+        yield _progress(ctx, 0.1, "neighbour graph and scores")
+        suspects = lookalike.mislabels(ctx.dataset.name, prediction_field=ctx.params.get("prediction_field") or None)
+        flagged = sum(s.flagged for s in suspects)
+        if not ctx.delegated:
+            yield ctx.ops.set_view(name=api.SUSPECT_VIEW)
+            yield ctx.ops.notify(f"{flagged} suspected mislabels of {len(suspects)}", variant="success")
+        yield _progress(ctx, 1.0, f"{flagged} flagged")
+
+
+class FindDuplicates(_Finder):
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(name="find_duplicates", label="lookalike: find duplicates", dynamic=True,
+                                  execute_as_generator=True, allow_delegated_execution=True)
+
+    def resolve_input(self, ctx: Any) -> types.Property:
+        inputs = types.Object()
+        inputs.float("threshold", default=DEFAULT_THRESHOLD, min=0.5, max=1.0, label="Pixel similarity threshold")
+        inputs.enum("keep", ["largest", "train", "first"], default="largest", label="Keep in each group")
+        _delegate_input(inputs, ctx)
+        return types.Property(inputs, view=types.View(label="lookalike: find duplicates"))
+
+    def execute(self, ctx: Any) -> Iterator[Any]:
+        yield _progress(ctx, 0.1, "candidates and pixel verification")
+        groups = lookalike.duplicates(ctx.dataset.name, threshold=float(ctx.params.get("threshold", DEFAULT_THRESHOLD)),
+                                      keep=ctx.params.get("keep", "largest"))
+        leaks = sum(g.leak for g in groups)
+        if not ctx.delegated:
+            yield ctx.ops.set_view(name=api.DUPLICATES_VIEW)
+            yield ctx.ops.notify(f"{len(groups)} duplicate groups, {leaks} leaks", variant="success")
+        yield _progress(ctx, 1.0, f"{len(groups)} groups")
+
+
+class ComputeMap(_Finder):
+    @property
+    def config(self) -> foo.OperatorConfig:
+        return foo.OperatorConfig(name="compute_map", label="lookalike: compute the map", dynamic=True,
+                                  execute_as_generator=True, allow_delegated_execution=True)
+
+    def resolve_input(self, ctx: Any) -> types.Property:
+        inputs = types.Object()
+        inputs.enum("colour_by", list(COLOUR_FIELDS), default="label", label="Colour the PNG by")
+        _delegate_input(inputs, ctx)
+        return types.Property(inputs, view=types.View(label="lookalike: compute the map"))
+
+    def execute(self, ctx: Any) -> Iterator[Any]:
+        yield _progress(ctx, 0.1, "UMAP layout and clusters")
+        result = lookalike.compute_map(ctx.dataset.name, colour_by=ctx.params.get("colour_by", "label"))
+        if not ctx.delegated:
+            yield ctx.ops.reload_dataset()
+            yield ctx.ops.open_panel("Embeddings", layout="horizontal")
+        yield _progress(ctx, 1.0, f"{sum(c >= 0 for c in result.clusters)} clusters; brain key {result.brain_key}")
+
+
+class ReviewPanel(foo.Panel):
+    """Suspected mislabels (accept = relabel, dismiss = keep the label) and duplicate groups (apply the keep
+    plan as tags); every decision is recorded on the sample and can be undone."""
+
+    @property
+    def config(self) -> foo.PanelConfig:
+        return foo.PanelConfig(name="lookalike_review", label="lookalike review", icon="fact_check")
+
+    def on_load(self, ctx: Any) -> None:
+        self._refresh(ctx)
+
+    def _refresh(self, ctx: Any) -> None:
+        from fiftyone import ViewField as F
+
+        ds = ctx.dataset
+        suspects, decided, groups = [], [], []
+        if ds.has_field("suspect_label"):
+            field = review._label_field(ds, None)
+            open_ = ds.match(F("suspect_label") == True).sort_by("mislabel_score", reverse=True)  # noqa: E712
+            if ds.has_field(review.REVIEW_FIELD):
+                decided = [{"id": i, "filepath": f.rsplit("/", 1)[-1], "review": r}
+                           for i, f, r in zip(*ds.exists(review.REVIEW_FIELD).values(
+                               ["id", "filepath", review.REVIEW_FIELD]), strict=True)]
+                open_ = open_.exists(review.REVIEW_FIELD, False)
+            ids, paths, labels, suggested, scores = open_.limit(SHOWN).values(
+                ["id", "filepath", f"{field}.label", "suggested_label", "mislabel_score"])
+            suspects = [{"id": i, "filepath": f.rsplit("/", 1)[-1], "label": lab, "suggested": s, "score": sc}
+                        for i, f, lab, s, sc in zip(ids, paths, labels, suggested, scores, strict=True)]
+        if ds.has_field("duplicate_group"):
+            counts = ds.exists("duplicate_group").count_values("duplicate_group")
+            groups = [{"group": g, "size": n} for g, n in sorted(counts.items())[:SHOWN]]
+        ctx.panel.state.suspects, ctx.panel.state.decided, ctx.panel.state.groups = suspects, decided, groups
+
+    def accept(self, ctx: Any) -> None:
+        new = review.accept_label(ctx.dataset, ctx.params["id"])
+        ctx.ops.notify(f"relabelled as {new}", variant="success")
+        self._after(ctx)
+
+    def dismiss(self, ctx: Any) -> None:
+        review.dismiss_label(ctx.dataset, ctx.params["id"])
+        self._after(ctx)
+
+    def undo(self, ctx: Any) -> None:
+        review.undo(ctx.dataset, ctx.params["id"])
+        self._after(ctx)
+
+    def apply_plan(self, ctx: Any) -> None:
+        kept, removed = review.apply_keep_plan(ctx.dataset, int(ctx.params["group"]))
+        ctx.ops.notify(f"tagged {len(kept)} keep, {len(removed)} remove (nothing deleted)", variant="success")
+        self._after(ctx)
+
+    def show(self, ctx: Any) -> None:
+        from fiftyone import ViewField as F
+
+        if "group" in ctx.params:
+            ctx.ops.set_view(view=ctx.dataset.match(F("duplicate_group") == int(ctx.params["group"])))
+        else:
+            ctx.ops.set_view(view=ctx.dataset.select(ctx.params["id"]))
+
+    def _after(self, ctx: Any) -> None:
+        ctx.ops.reload_samples()
+        self._refresh(ctx)
+
+    def render(self, ctx: Any) -> types.Property:
+        panel = types.Object()
+        suspects = ctx.panel.state.suspects or []
+        panel.md(f"### Suspected mislabels ({len(suspects)} open)", name="suspects_title")
+        for n, s in enumerate(suspects):
+            row = panel.h_stack(f"suspect_{n}", align_y="center")
+            row.md(f"`{s['filepath']}` **{s['label']}** → **{s['suggested']}** ({s['score']:.2f})", name="text")
+            row.btn("accept", label="Accept", on_click=self.accept, params={"id": s["id"]}, variant="contained")
+            row.btn("dismiss", label="Dismiss", on_click=self.dismiss, params={"id": s["id"]})
+            row.btn("show", label="Show", on_click=self.show, params={"id": s["id"]})
+        decided = ctx.panel.state.decided or []
+        if decided:
+            panel.md(f"### Reviewed ({len(decided)})", name="decided_title")
+            for n, d in enumerate(decided):
+                row = panel.h_stack(f"decided_{n}", align_y="center")
+                row.md(f"`{d['filepath']}` {d['review']}", name="text")
+                row.btn("undo", label="Undo", on_click=self.undo, params={"id": d["id"]})
+        groups = ctx.panel.state.groups or []
+        panel.md(f"### Duplicate groups ({len(groups)})", name="groups_title")
+        for n, g in enumerate(groups):
+            row = panel.h_stack(f"group_{n}", align_y="center")
+            row.md(f"group {g['group']}: {g['size']} images", name="text")
+            row.btn("apply", label="Apply keep plan", on_click=self.apply_plan, params={"group": g["group"]})
+            row.btn("show", label="Show", on_click=self.show, params={"group": g["group"]})
+        return types.Property(panel, view=types.GridView(orientation="vertical", padding=2))
+
+
+def register(p: Any) -> None:
+    for cls in (FindSimilar, FindMislabels, FindDuplicates, ComputeMap, ReviewPanel):
+        p.register(cls)

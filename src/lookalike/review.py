@@ -1,0 +1,105 @@
+"""Decisions on the findings, recorded on the dataset and undoable: the App panel's buttons, also for Python.
+
+- A suspected mislabel is **accepted** (its label becomes the suggested one; the old label is kept in
+  ``label_before_review``) or **dismissed** (the label stays). Either way the sample gets the tag
+  ``label-reviewed`` and ``review`` says which. :func:`undo` restores the label and clears both.
+- A duplicate group's keep plan is **applied**: the members to drop get the tag ``remove``, the kept one
+  ``keep``. Nothing is deleted: :func:`kept_view` (saved as ``lookalike-kept``) is the dataset without
+  the ``remove`` samples, ready for ``view.export(...)``, and :func:`undo` clears the tags.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .config import Config, load_config
+from .datasets import find_label_field
+from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import fiftyone as fo
+
+REVIEW_FIELD = "review"
+BEFORE_FIELD = "label_before_review"
+REVIEWED_TAG = "label-reviewed"
+KEEP_TAG = "keep"
+REMOVE_TAG = "remove"
+KEPT_VIEW = "lookalike-kept"
+
+
+def _label_field(dataset: fo.Dataset, config: Config | None) -> str:
+    field = find_label_field(dataset, (config or load_config()).dataset.label_field)
+    if field is None:
+        raise ConfigError(f"dataset {dataset.name!r} has no label field to review")
+    return field
+
+
+def _declare(dataset: fo.Dataset) -> None:
+    import fiftyone as fo
+
+    for name in (REVIEW_FIELD, BEFORE_FIELD):
+        if not dataset.has_field(name):
+            dataset.add_sample_field(name, fo.StringField)
+
+
+def accept_label(dataset: fo.Dataset, sample_id: str, config: Config | None = None) -> str:
+    """Relabel a sample with its ``suggested_label``; returns the new label."""
+    field = _label_field(dataset, config)
+    sample = dataset[sample_id]
+    suggested = sample["suggested_label"] if dataset.has_field("suggested_label") else None
+    if not suggested:
+        raise ConfigError(f"sample {sample_id} has no suggested label; run `lookalike mislabels` first")
+    _declare(dataset)
+    if sample[REVIEW_FIELD] != "accepted":  # accepting twice keeps the first old label
+        sample[BEFORE_FIELD] = sample[field].label
+    sample[field].label = suggested
+    sample[REVIEW_FIELD] = "accepted"
+    sample.tags = sorted({*sample.tags, REVIEWED_TAG})
+    sample.save()
+    return str(suggested)
+
+
+def dismiss_label(dataset: fo.Dataset, sample_id: str, config: Config | None = None) -> None:
+    """Mark a suspect reviewed with its label kept."""
+    if dataset.has_field(REVIEW_FIELD) and dataset[sample_id][REVIEW_FIELD] == "accepted":
+        undo(dataset, sample_id, config)  # dismissing an accepted one puts its label back
+    _declare(dataset)
+    sample = dataset[sample_id]
+    sample[REVIEW_FIELD] = "dismissed"
+    sample.tags = sorted({*sample.tags, REVIEWED_TAG})
+    sample.save()
+
+
+def apply_keep_plan(dataset: fo.Dataset, group: int) -> tuple[list[str], list[str]]:
+    """Tag duplicate group ``group``'s kept member ``keep`` and the others ``remove``; returns (kept, removed) ids."""
+    from fiftyone import ViewField as F
+
+    members = dataset.match(F("duplicate_group") == group) if dataset.has_field("duplicate_group") else None
+    if members is None or not len(members):
+        raise ConfigError(f"no duplicate group {group}; run `lookalike duplicates` first")
+    ids, keep = members.values("id"), members.values("duplicate_keep")
+    kept = [i for i, k in zip(ids, keep, strict=True) if k]
+    removed = [i for i, k in zip(ids, keep, strict=True) if not k]
+    dataset.select(kept).untag_samples(REMOVE_TAG)
+    dataset.select(kept).tag_samples(KEEP_TAG)
+    dataset.select(removed).untag_samples(KEEP_TAG)
+    dataset.select(removed).tag_samples(REMOVE_TAG)
+    dataset.save_view(KEPT_VIEW, kept_view(dataset), overwrite=True)
+    return kept, removed
+
+
+def kept_view(dataset: fo.Dataset) -> fo.DatasetView:
+    """The dataset without the samples a keep plan marked ``remove``."""
+    return dataset.match_tags(REMOVE_TAG, bool=False)
+
+
+def undo(dataset: fo.Dataset, sample_id: str, config: Config | None = None) -> None:
+    """Take back every decision on a sample: its label before review, and no review or keep/remove tags."""
+    sample = dataset[sample_id]
+    if dataset.has_field(REVIEW_FIELD) and sample[REVIEW_FIELD] == "accepted":
+        sample[_label_field(dataset, config)].label = sample[BEFORE_FIELD]
+    if dataset.has_field(REVIEW_FIELD):
+        sample[REVIEW_FIELD] = None
+        sample[BEFORE_FIELD] = None
+    sample.tags = [t for t in sample.tags if t not in (REVIEWED_TAG, KEEP_TAG, REMOVE_TAG)]
+    sample.save()
