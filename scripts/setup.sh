@@ -3,11 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  missing=()
+  [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+  command -v chromium >/dev/null || missing+=(chromium)  # the App tests drive it headless
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-elif [ ! -d /usr/share/datasets/fashion-mnist ]; then
-  echo "note: install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist) for the demo" >&2
+elif [ ! -d /usr/share/datasets/fashion-mnist ] || ! command -v chromium >/dev/null; then
+  echo "note: install dataset-fashion-mnist (the demo) and chromium (the App tests) with apt-get" >&2
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip

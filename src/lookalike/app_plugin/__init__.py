@@ -31,6 +31,13 @@ def _progress(ctx: Any, fraction: float, label: str) -> Any:
     return ctx.ops.set_progress(progress=fraction, label=label)
 
 
+def _open_saved_view(ctx: Any, name: str) -> Iterator[Any]:
+    """Show a saved view the API just wrote (with the fields it added) in the App."""
+    ctx.dataset.reload()  # the server's copy predates the API's writes
+    yield ctx.ops.reload_dataset()
+    yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))
+
+
 def _delegate_input(inputs: Any, ctx: Any) -> None:
     inputs.bool("delegate", default=len(ctx.dataset) > DELEGATE_ABOVE, label="Run in the background",
                 description="delegated execution (needs `fiftyone delegated launch`); results land as saved views")
@@ -78,7 +85,7 @@ class FindSimilar(_Finder):
             query = {"image": p["image"]}
         matches = lookalike.similar(ctx.dataset.name, k=int(p.get("k", 25)), **query, **filters)
         if not ctx.delegated:
-            yield ctx.ops.set_view(name=api.SIMILAR_VIEW)
+            yield from _open_saved_view(ctx, api.SIMILAR_VIEW)
         yield _progress(ctx, 1.0, f"{len(matches)} found")
 
 
@@ -100,7 +107,7 @@ class FindMislabels(_Finder):
         suspects = lookalike.mislabels(ctx.dataset.name, prediction_field=ctx.params.get("prediction_field") or None)
         flagged = sum(s.flagged for s in suspects)
         if not ctx.delegated:
-            yield ctx.ops.set_view(name=api.SUSPECT_VIEW)
+            yield from _open_saved_view(ctx, api.SUSPECT_VIEW)
             yield ctx.ops.notify(f"{flagged} suspected mislabels of {len(suspects)}", variant="success")
         yield _progress(ctx, 1.0, f"{flagged} flagged")
 
@@ -124,7 +131,7 @@ class FindDuplicates(_Finder):
                                       keep=ctx.params.get("keep", "largest"))
         leaks = sum(g.leak for g in groups)
         if not ctx.delegated:
-            yield ctx.ops.set_view(name=api.DUPLICATES_VIEW)
+            yield from _open_saved_view(ctx, api.DUPLICATES_VIEW)
             yield ctx.ops.notify(f"{len(groups)} duplicate groups, {leaks} leaks", variant="success")
         yield _progress(ctx, 1.0, f"{len(groups)} groups")
 
@@ -216,7 +223,7 @@ class ReviewPanel(foo.Panel):
     def render(self, ctx: Any) -> types.Property:
         panel = types.Object()
         suspects = ctx.panel.state.suspects or []
-        panel.md(f"### Suspected mislabels ({len(suspects)} open)", name="suspects_title")
+        panel.md(f"**Suspected mislabels: {len(suspects)} open**", name="suspects_title")
         for n, s in enumerate(suspects):
             row = panel.h_stack(f"suspect_{n}", align_y="center")
             row.md(f"`{s['filepath']}` **{s['label']}** → **{s['suggested']}** ({s['score']:.2f})", name="text")
@@ -225,13 +232,13 @@ class ReviewPanel(foo.Panel):
             row.btn("show", label="Show", on_click=self.show, params={"id": s["id"]})
         decided = ctx.panel.state.decided or []
         if decided:
-            panel.md(f"### Reviewed ({len(decided)})", name="decided_title")
+            panel.md(f"**Reviewed: {len(decided)}**", name="decided_title")
             for n, d in enumerate(decided):
                 row = panel.h_stack(f"decided_{n}", align_y="center")
                 row.md(f"`{d['filepath']}` {d['review']}", name="text")
                 row.btn("undo", label="Undo", on_click=self.undo, params={"id": d["id"]})
         groups = ctx.panel.state.groups or []
-        panel.md(f"### Duplicate groups ({len(groups)})", name="groups_title")
+        panel.md(f"**Duplicate groups: {len(groups)}**", name="groups_title")
         for n, g in enumerate(groups):
             row = panel.h_stack(f"group_{n}", align_y="center")
             row.md(f"group {g['group']}: {g['size']} images", name="text")

@@ -1,0 +1,192 @@
+"""The real FiftyOne App in headless Chromium (Playwright), on real Fashion-MNIST images and the random
+test model: what the App shows must equal what the Python API and the CLI return for the same query.
+
+Screenshots land in ``tests/artifacts/`` (or ``$LOOKALIKE_TEST_ARTIFACTS``); the README shows two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lookalike import embed, load, similar
+from lookalike.demo import FASHION_MNIST_DIR, write_fashion_mnist
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("LOOKALIKE_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+MODEL = "random-tiny-clip"
+BRAIN_KEY = "lookalike_random_tiny_clip"
+K = 25  # the App's default number of matches
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (scripts/setup.sh installs it)"),
+    pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, str]]:
+    """A small real dataset, embedded, served by the App with the lookalike plugin: (name, session, url)."""
+    import fiftyone as fo
+
+    from lookalike.app import launch
+
+    root = write_fashion_mnist(tmp_path_factory.mktemp("shop"), {"train": 48, "test": 16})
+    name = "t-app-shop"
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+    load(root, name=name)
+    embed(name, MODEL)
+    port = _free_port()
+    session = launch(name, port=port)
+    yield name, session, f"http://localhost:{port}/datasets/{name}"
+    fo.delete_dataset(name)
+
+
+@pytest.fixture
+def page(app: tuple[str, Any, str]) -> Iterator[Any]:
+    """A fresh browser page on the App, with the session's layout and view reset between tests."""
+    from playwright.sync_api import sync_playwright
+
+    _, session, url = app
+    session.spaces = None  # only the Samples grid
+    session.view = None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(url, wait_until="domcontentloaded")
+        page.wait_for_selector('[data-cy="looker"]')
+        time.sleep(3)  # the App's first-run "Explore Enterprise" card appears late
+        dismiss = page.get_by_text("Dismiss", exact=True)
+        if dismiss.count():
+            dismiss.click()
+        yield page
+        browser.close()
+
+
+def _shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _grid_ids(page: Any) -> list[str]:
+    """Sample ids in grid order, read from the tiles (the id field is switched on to label them)."""
+    tags = page.locator('[data-cy="looker"] [data-cy="tag-id"]')
+    if not tags.count():
+        page.click('[data-cy="checkbox-id"]')
+        page.wait_for_selector('[data-cy="looker"] [data-cy="tag-id"]')
+        time.sleep(1)
+    return [str(t) for t in tags.all_inner_texts()]
+
+
+def _show_latest_search(page: Any) -> None:
+    """In the Similarity Search panel, apply the newest search to the grid."""
+    page.locator('[aria-label="Show results"]').first.click(force=True)  # shown on hover only
+    page.wait_for_function("document.querySelectorAll('[data-cy=\"looker\"]').length <= 25")
+    time.sleep(2)
+
+
+def test_sort_by_similarity_from_a_selected_sample(app: tuple[str, Any, str], page: Any) -> None:
+    import fiftyone as fo
+
+    name, _, _ = app
+    query = _grid_ids(page)[0]
+    page.locator('[data-cy="looker"]').first.hover()
+    page.locator('[data-cy="looker"]').first.locator('[data-cy="looker-checkbox-"]').click(force=True)
+    page.click('[data-cy="action-sort-by-similarity"]')
+    page.get_by_text("Show similar samples").click()
+    page.get_by_text(BRAIN_KEY).first.wait_for()  # the search ran on our backend
+    _show_latest_search(page)
+    shown = _grid_ids(page)
+    _shot(page, "app-sort-by-similarity")
+    expected = fo.load_dataset(name).sort_by_similarity(query, k=K, brain_key=BRAIN_KEY).values("id")
+    assert shown == expected
+    assert shown[0] == query  # FiftyOne lists the query first; lookalike.similar leaves it out
+    assert shown[1:] == [m.id for m in similar(name, sample=query, k=K - 1, save_view=False)]
+
+
+def test_sort_by_similarity_from_a_text_prompt(app: tuple[str, Any, str], page: Any) -> None:
+    name, _, _ = app
+    page.click('[data-cy="new-panel-btn"]')
+    page.get_by_text("Similarity Search", exact=True).last.click()
+    page.get_by_text("New Search").click()
+    page.get_by_text("Text Search").click()
+    page.get_by_placeholder("Enter a text prompt...").fill("a sandal")
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.get_by_text("Run this operation synchronously").click()  # rather than schedule it
+    page.get_by_text("a sandal").first.wait_for()
+    time.sleep(2)
+    _show_latest_search(page)
+    shown = _grid_ids(page)
+    _shot(page, "app-text-prompt")
+    assert shown == [m.id for m in similar(name, text="a sandal", k=K, save_view=False)]
+
+
+def _run_operator(page: Any, label: str, finished: re.Pattern[str]) -> None:
+    """Run an operator from the operator browser and wait for its last progress ``finished``."""
+    page.keyboard.press("`")  # the operator browser
+    page.keyboard.type(label)
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Execute", exact=True).click()
+    page.get_by_text(finished).wait_for(timeout=180_000)
+    page.get_by_role("button", name="Done", exact=True).click()
+
+
+def test_mislabels_operator_matches_the_cli_and_a_suggestion_is_accepted(app: tuple[str, Any, str],
+                                                                         page: Any) -> None:
+    import fiftyone as fo
+
+    from lookalike.api import SUSPECT_VIEW
+
+    name, _, _ = app
+    _run_operator(page, "lookalike: find mislabels", re.compile(r"^\d+ flagged$"))
+    ds = fo.load_dataset(name)
+    ds.reload()  # the App server wrote to it
+    from_app = ds.load_saved_view(SUSPECT_VIEW).values("id")
+    assert from_app, "the operator flagged nothing on a random-weight model; the test needs at least one"
+    counts = page.locator('[data-cy="entry-counts"]')
+    counts.get_by_text(re.compile(f"^{len(from_app)} samples?$")).wait_for()  # the grid shows the suspects
+
+    cli = subprocess.run([sys.executable, "-m", "lookalike.cli", "mislabels", name, "--json"],
+                         capture_output=True, text=True, check=True)
+    assert {s["id"] for s in json.loads(cli.stdout)} == set(from_app)  # the same samples
+    ds.reload()  # the CLI rewrote the results
+    scores = ds.load_saved_view(SUSPECT_VIEW).values("mislabel_score")
+    assert scores == sorted(scores, reverse=True)  # most suspect first
+
+    page.click('[data-cy="new-panel-btn"]')
+    page.get_by_text("lookalike review", exact=True).click()
+    page.get_by_text(f"Suspected mislabels: {len(from_app)} open").wait_for()
+    top = ds[from_app[0]]
+    suggested = top["suggested_label"]
+    page.get_by_role("button", name="Accept").first.click()
+    page.get_by_text("Reviewed: 1").wait_for()
+    page.get_by_text(f"Suspected mislabels: {len(from_app) - 1} open").wait_for()
+    time.sleep(2)  # the grid reloads its labels
+    _shot(page, "app-review-panel")
+    ds.reload()  # the panel added fields
+    top = ds[from_app[0]]
+    assert top.ground_truth.label == suggested and top["review"] == "accepted"
+
+    page.get_by_role("button", name="Undo").first.click()  # and it can be taken back
+    page.get_by_text(f"Suspected mislabels: {len(from_app)} open").wait_for()
+    top.reload()
+    assert top["review"] is None and top.ground_truth.label != suggested

@@ -1,0 +1,72 @@
+"""Review decisions on a real FiftyOne dataset, and the plugin FiftyOne finds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lookalike import review
+from lookalike.exceptions import ConfigError
+
+
+@pytest.fixture
+def reviewed(dataset_name: str) -> object:
+    """Four samples: 0 and 1 suspects with suggestions, 2 and 3 a duplicate group keeping 2."""
+    import fiftyone as fo
+
+    ds = fo.Dataset(dataset_name)
+    ds.add_samples([
+        fo.Sample(filepath=f"/data/{i}.png", ground_truth=fo.Classification(label=label),
+                  suggested_label=suggestion, duplicate_group=group, duplicate_keep=keep)
+        for i, (label, suggestion, group, keep) in enumerate(
+            [("cat", "dog", None, None), ("dog", "cat", None, None), ("cat", "cat", 0, True), ("cat", "cat", 0, False)])
+    ])
+    return ds
+
+
+def test_accept_dismiss_and_undo_are_recorded(reviewed: object) -> None:
+    ds = reviewed
+    first, second = ds.values("id")[:2]
+    assert review.accept_label(ds, first) == "dog"
+    assert review.accept_label(ds, first) == "dog"  # twice: the label before review is still the first one
+    sample = ds[first]
+    assert sample.ground_truth.label == "dog" and sample[review.REVIEW_FIELD] == "accepted"
+    assert sample[review.BEFORE_FIELD] == "cat" and review.REVIEWED_TAG in sample.tags
+    review.dismiss_label(ds, second)
+    assert ds[second].ground_truth.label == "dog" and ds[second][review.REVIEW_FIELD] == "dismissed"
+
+    review.undo(ds, first)
+    sample = ds[first]
+    assert sample.ground_truth.label == "cat" and sample[review.REVIEW_FIELD] is None
+    assert review.REVIEWED_TAG not in sample.tags
+    review.accept_label(ds, first)
+    review.dismiss_label(ds, first)  # dismissing an accepted suggestion puts the label back
+    assert ds[first].ground_truth.label == "cat" and ds[first][review.REVIEW_FIELD] == "dismissed"
+
+
+def test_keep_plan_tags_and_deletes_nothing(reviewed: object) -> None:
+    ds = reviewed
+    ids = ds.values("id")
+    kept, removed = review.apply_keep_plan(ds, 0)
+    assert (kept, removed) == ([ids[2]], [ids[3]])
+    assert len(ds) == 4 and ds[ids[3]].tags == [review.REMOVE_TAG] and ds[ids[2]].tags == [review.KEEP_TAG]
+    assert ds.load_saved_view(review.KEPT_VIEW).values("id") == ids[:3]
+    review.undo(ds, ids[3])
+    assert ds[ids[3]].tags == []
+    with pytest.raises(ConfigError, match="no duplicate group 7"):
+        review.apply_keep_plan(ds, 7)
+
+
+def test_the_plugin_is_linked_and_found_by_fiftyone() -> None:
+    import fiftyone.plugins as fop
+
+    from lookalike.app import PLUGIN_DIR, install_plugin
+
+    link = install_plugin()
+    assert link.resolve() == PLUGIN_DIR.resolve() and install_plugin() == link  # idempotent
+    plugin = fop.get_plugin("@lookalike/lookalike")
+    assert Path(plugin.directory).resolve() == PLUGIN_DIR.resolve()
+    assert set(plugin.operators) == {"find_similar", "find_mislabels", "find_duplicates", "compute_map",
+                                     "lookalike_review"}  # FiftyOne lists panels among the operators
+    assert plugin.to_dict()["panels"] == ["lookalike_review"] and plugin.has_py
