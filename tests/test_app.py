@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from lookalike import embed, load, similar
@@ -74,12 +75,17 @@ def page(app: tuple[str, Any, str]) -> Iterator[Any]:
         page.set_default_timeout(60_000)
         page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector('[data-cy="looker"]')
-        time.sleep(3)  # the App's first-run "Explore Enterprise" card appears late
-        dismiss = page.get_by_text("Dismiss", exact=True)
-        if dismiss.count():
-            dismiss.click()
+        _dismiss_cards(page)
         yield page
         browser.close()
+
+
+def _dismiss_cards(page: Any) -> None:
+    """Close the App's "Explore Enterprise" cards, which cover the panels (they appear a little late)."""
+    time.sleep(3)
+    for button in page.get_by_text("Dismiss", exact=True).all():
+        if button.is_visible():
+            button.click(force=True)
 
 
 def _shot(page: Any, name: str) -> None:
@@ -190,3 +196,41 @@ def test_mislabels_operator_matches_the_cli_and_a_suggestion_is_accepted(app: tu
     page.get_by_text(f"Suspected mislabels: {len(from_app)} open").wait_for()
     top.reload()
     assert top["review"] is None and top.ground_truth.label != suggested
+
+
+def test_the_map_in_the_embeddings_panel_and_a_lasso_filters_the_grid(app: tuple[str, Any, str], page: Any) -> None:
+    import fiftyone as fo
+
+    from lookalike import compute_map
+
+    name, _, _ = app
+    result = compute_map(name)
+    page.reload(wait_until="domcontentloaded")  # the App lists brain runs when it loads
+    page.wait_for_selector('[data-cy="looker"]')
+    _dismiss_cards(page)
+    page.click('[data-cy="new-panel-btn"]')
+    page.get_by_text("Embeddings", exact=True).click()
+    _dismiss_cards(page)
+    page.get_by_text(result.brain_key, exact=True).click()
+    page.get_by_text("Color by").click()
+    page.locator('[role="option"], li').get_by_text("cluster", exact=True).click()
+    page.get_by_text("Select", exact=True).click()
+    box = page.locator("canvas").last.bounding_box()  # the plot
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    lasso = [(0.01, 0.5), (0.01, 0.99), (0.45, 0.99), (0.45, 0.01), (0.01, 0.01), (0.01, 0.49)]  # the left 45%
+    page.mouse.move(x0 + w * lasso[0][0], y0 + h * lasso[0][1])
+    page.mouse.down()
+    for fx, fy in lasso[1:]:
+        page.mouse.move(x0 + w * fx, y0 + h * fy, steps=10)
+    page.mouse.up()
+    page.get_by_text(re.compile(r"^\d+ selected · \d+ points$")).wait_for()
+    time.sleep(2)
+    _shot(page, "app-embeddings-map")
+    shown = set(_grid_ids(page))
+    ds = fo.load_dataset(name)
+    ds.reload()
+    layout = ds.load_brain_results(result.brain_key)
+    order = np.argsort(layout.points[:, 0])  # leftmost on the plot first
+    top = {str(layout.sample_ids[i]) for i in order[:len(shown)]}
+    assert 0 < len(shown) < len(ds)
+    assert shown == top  # exactly the samples our layout puts in the lassoed band
