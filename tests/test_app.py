@@ -146,6 +146,11 @@ def test_sort_by_similarity_from_a_text_prompt(app: tuple[str, Any, str], page: 
     assert shown == [m.id for m in similar(name, text="a sandal", k=K, save_view=False)]
 
 
+def _field(page: Any, label: str) -> Any:
+    """An operator form's input by its label (the App does not link the two)."""
+    return page.get_by_text(label, exact=True).locator("xpath=ancestor::*[.//input][1]//input").first
+
+
 def _run_operator(page: Any, label: str, finished: re.Pattern[str]) -> None:
     """Run an operator from the operator browser and wait for its last progress ``finished``."""
     page.keyboard.press("`")  # the operator browser
@@ -234,3 +239,29 @@ def test_the_map_in_the_embeddings_panel_and_a_lasso_filters_the_grid(app: tuple
     top = {str(layout.sample_ids[i]) for i in order[:len(shown)]}
     assert 0 < len(shown) < len(ds)
     assert shown == top  # exactly the samples our layout puts in the lassoed band
+
+
+def test_find_similar_operator_with_a_filter_matches_the_cli(app: tuple[str, Any, str], page: Any) -> None:
+    import fiftyone as fo
+
+    from lookalike.api import SIMILAR_VIEW
+
+    name, _, _ = app
+    page.keyboard.press("`")
+    page.keyboard.type("lookalike: find similar")
+    page.keyboard.press("Enter")
+    _field(page, "Text prompt (CLIP models)").fill("a sandal")
+    _field(page, "Only this split").fill("train")
+    page.get_by_role("button", name="Execute", exact=True).click()
+    page.get_by_text(re.compile(r"^\d+ found$")).wait_for(timeout=180_000)
+    page.get_by_role("button", name="Done", exact=True).click()
+    page.locator('[data-cy="entry-counts"]').get_by_text("25 samples").wait_for()
+    shown = _grid_ids(page)
+    cli = subprocess.run([sys.executable, "-m", "lookalike.cli", "similar", name, "--text", "a sandal", "--split",
+                          "train", "-k", "25", "--json"], capture_output=True, text=True, check=True)
+    from_cli = [m["id"] for m in json.loads(cli.stdout)]
+    assert shown == from_cli
+    ds = fo.load_dataset(name)
+    assert set(ds.select(shown).values("split")) == {"train"}  # the filter ran inside Qdrant
+    ds.reload()
+    assert ds.load_saved_view(SIMILAR_VIEW).values("id") == from_cli
