@@ -283,7 +283,7 @@ def test_map_is_seeded_finds_the_planted_clusters_and_lands_in_the_app(tmp_path:
     again = json.loads(capsys.readouterr().out)
     assert np.array_equal(get_dataset(dataset_name).load_brain_results(first.brain_key).points, points)  # seeded
     assert again["clusters"] == {str(c): n for c, n in first.clusters.items()}
-    assert get_dataset(dataset_name).list_brain_runs() == [first.brain_key]  # replaced, not stacked
+    assert get_dataset(dataset_name).list_brain_runs(type="visualization") == [first.brain_key]  # replaced, not stacked
 
 
 def test_added_samples_update_the_stored_graph(tmp_path: Path, dataset_name: str,

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lookalike import embed, load, similar
 from lookalike.demo import FASHION_MNIST_DIR, write_fashion_mnist
@@ -50,6 +51,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, st
     from lookalike.app import launch
 
     root = write_fashion_mnist(tmp_path_factory.mktemp("shop"), {"train": 48, "test": 16})
+    source = sorted((root / "train").rglob("*.png"))[0]
+    brighter = Image.open(source).point(lambda v: min(255, round(v * 1.05)))
+    brighter.save(root / "test" / source.parent.name / "near-copy.png")  # a planted leak
     name = "t-app-shop"
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
@@ -265,3 +269,31 @@ def test_find_similar_operator_with_a_filter_matches_the_cli(app: tuple[str, Any
     assert set(ds.select(shown).values("split")) == {"train"}  # the filter ran inside Qdrant
     ds.reload()
     assert ds.load_saved_view(SIMILAR_VIEW).values("id") == from_cli
+
+
+def test_duplicates_operator_and_the_keep_plan_in_the_panel(app: tuple[str, Any, str], page: Any) -> None:
+    import fiftyone as fo
+
+    from lookalike import review
+
+    name, _, _ = app
+    _run_operator(page, "lookalike: find duplicates", re.compile(r"^\d+ groups$"))
+    ds = fo.load_dataset(name)
+    ds.reload()
+    found = ds.exists("duplicate_group")
+    page.locator('[data-cy="entry-counts"]').get_by_text(f"{len(found)} samples").wait_for()  # the groups' view
+    copy = found.match({"filepath": {"$regex": "near-copy.png$"}}).first()
+    pair = found.match({"duplicate_group": copy.duplicate_group})
+    assert len(pair) == 2 and set(pair.values("split")) == {"train", "test"}  # the planted leak
+
+    page.click('[data-cy="new-panel-btn"]')
+    page.get_by_text("lookalike review", exact=True).click()
+    page.get_by_text(f"group {copy.duplicate_group}: 2 images").locator("xpath=ancestor::*[.//button][1]").get_by_role(
+        "button", name="Apply keep plan").click()
+    page.get_by_text(re.compile("tagged 1 keep, 1 remove")).wait_for()
+    _shot(page, "app-keep-plan")
+    ds.reload()
+    kept = ds.match_tags(review.KEEP_TAG).values("id")
+    removed = ds.match_tags(review.REMOVE_TAG).values("id")
+    assert len(kept) == len(removed) == 1 and kept[0] == pair.match({"duplicate_keep": True}).first().id
+    assert len(ds) == len(found) + len(ds.exists("duplicate_group", False))  # nothing deleted
