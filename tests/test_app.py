@@ -210,17 +210,12 @@ def test_mislabels_operator_matches_the_cli_and_a_suggestion_is_accepted(app: tu
 def test_the_map_in_the_embeddings_panel_and_a_lasso_filters_the_grid(app: tuple[str, Any, str], page: Any) -> None:
     import fiftyone as fo
 
-    from lookalike import compute_map
+    from lookalike.api import MAP_BRAIN_KEY
 
     name, _, _ = app
-    result = compute_map(name)
-    page.reload(wait_until="domcontentloaded")  # the App lists brain runs when it loads
-    page.wait_for_selector('[data-cy="looker"]')
-    _dismiss_cards(page)
-    page.click('[data-cy="new-panel-btn"]')
-    page.get_by_text("Embeddings", exact=True).click()
-    _dismiss_cards(page)
-    page.get_by_text(result.brain_key, exact=True).click()
+    _run_operator(page, "lookalike: compute the map", re.compile(r"clusters; brain key lookalike_map$"))
+    _dismiss_cards(page)  # the operator opened the Embeddings panel
+    page.get_by_text(MAP_BRAIN_KEY, exact=True).click()
     page.get_by_text("Color by").click()
     page.locator('[role="option"], li').get_by_text("cluster", exact=True).click()
     page.get_by_text("Select", exact=True).click()
@@ -238,7 +233,7 @@ def test_the_map_in_the_embeddings_panel_and_a_lasso_filters_the_grid(app: tuple
     shown = set(_grid_ids(page))
     ds = fo.load_dataset(name)
     ds.reload()
-    layout = ds.load_brain_results(result.brain_key)
+    layout = ds.load_brain_results(MAP_BRAIN_KEY)
     order = np.argsort(layout.points[:, 0])  # leftmost on the plot first
     top = {str(layout.sample_ids[i]) for i in order[:len(shown)]}
     assert 0 < len(shown) < len(ds)
