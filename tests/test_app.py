@@ -195,7 +195,8 @@ def test_mislabels_operator_matches_the_cli_and_a_suggestion_is_accepted(app: tu
     page.get_by_role("button", name="Accept").first.click()
     page.get_by_text("Reviewed: 1").wait_for()
     page.get_by_text(f"Suspected mislabels: {len(from_app) - 1} open").wait_for()
-    time.sleep(2)  # the grid reloads its labels
+    page.locator('[data-cy="looker"]').first.locator('[data-cy="tag-ground_truth"]').get_by_text(
+        suggested, exact=True).wait_for()  # the grid shows the new label
     _shot(page, "app-review-panel")
     ds.reload()  # the panel added fields
     top = ds[from_app[0]]

@@ -217,7 +217,7 @@ class ReviewPanel(foo.Panel):
             ctx.ops.set_view(view=ctx.dataset.select(ctx.params["id"]))
 
     def _after(self, ctx: Any) -> None:
-        ctx.ops.reload_samples()
+        ctx.ops.reload_dataset()  # the grid shows the new labels and tags (reload_samples keeps old tiles)
         self._refresh(ctx)
 
     def render(self, ctx: Any) -> types.Property:
