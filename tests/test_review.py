@@ -70,3 +70,29 @@ def test_the_plugin_is_linked_and_found_by_fiftyone() -> None:
     assert set(plugin.operators) == {"find_similar", "find_mislabels", "find_duplicates", "compute_map",
                                      "lookalike_review"}  # FiftyOne lists panels among the operators
     assert plugin.to_dict()["panels"] == ["lookalike_review"] and plugin.has_py
+
+
+def test_a_delegated_run_records_progress_and_its_results(dataset_name: str, tree: Path) -> None:
+    """What `fiftyone delegated launch` does with a queued lookalike operator, run here in-process."""
+    import fiftyone as fo
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from lookalike import embed, load
+    from lookalike.api import SUSPECT_VIEW
+    from lookalike.app import install_plugin
+
+    install_plugin()
+    load(tree, name=dataset_name)
+    embed(dataset_name, "random-tiny-clip")
+    queued = foo.execute_operator("@lookalike/lookalike/find_mislabels",
+                                  {"dataset": dataset_name, "params": {"delegate": True}})
+    assert queued.delegated  # not run yet: queued for a worker
+    service = DelegatedOperationService()
+    service.execute_queued_operations(dataset_name=dataset_name)
+    done = service.list_operations(dataset_name=dataset_name)[0]
+    assert done.run_state == "completed", done.run_state
+    assert done.status.label.endswith("flagged") and done.status.progress == 1.0  # its last progress
+    ds = fo.load_dataset(dataset_name)
+    ds.reload()
+    assert SUSPECT_VIEW in ds.list_saved_views() and ds.has_field("mislabel_score")
