@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 COLOURS = {"red": 0, "green": 1, "blue": 2}
+MODEL = "random-tiny-clip"  # seeded random weights: plumbing, not search quality
 
 
 def write_blobs(folder: Path, colour: str, count: int, seed: int, size: int = 48) -> list[Path]:
@@ -66,3 +67,16 @@ def tiny() -> object:
     from lookalike.models import get_embedder
 
     return get_embedder("random-tiny-clip")
+
+
+@pytest.fixture
+def embedded(tree: Path, dataset_name: str) -> tuple[str, Path, Path]:
+    """The tree plus a planted near copy: train/red/red-1-0.png re-encoded as JPEG in test/red/."""
+    from lookalike import embed, load
+
+    original = tree / "train" / "red" / "red-1-0.png"
+    copy = tree / "test" / "red" / "copy-of-red-1-0.jpg"
+    Image.open(original).save(copy, quality=95)
+    load(tree, name=dataset_name)
+    embed(dataset_name, MODEL)
+    return dataset_name, original, copy

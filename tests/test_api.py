@@ -9,23 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import MODEL
 from lookalike import embed, load, similar
 from lookalike.api import ERROR_FIELD, HASH_FIELD, SIMILAR_VIEW, get_run, open_run_index
 from lookalike.config import load_config
 from lookalike.exceptions import ConfigError, NotEmbeddedError, TextNotSupportedError
-
-MODEL = "random-tiny-clip"
-
-
-@pytest.fixture
-def embedded(tree: Path, dataset_name: str) -> tuple[str, Path, Path]:
-    """The tree plus a planted near copy: train/red/red-1-0.png re-encoded as JPEG in test/red/."""
-    original = tree / "train" / "red" / "red-1-0.png"
-    copy = tree / "test" / "red" / "copy-of-red-1-0.jpg"
-    Image.open(original).save(copy, quality=95)
-    load(tree, name=dataset_name)
-    embed(dataset_name, MODEL)
-    return dataset_name, original, copy
 
 
 def _id_of(name: str, path: Path) -> str:
@@ -36,8 +24,11 @@ def _id_of(name: str, path: Path) -> str:
     return get_dataset(name).match(F("filepath") == str(path)).first().id
 
 
-def test_embed_records_failures_and_reruns_do_no_model_work(tree: Path, dataset_name: str) -> None:
+def test_embed_records_failures_and_reruns_do_no_model_work(tree: Path, dataset_name: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from lookalike.datasets import get_dataset
+
+    monkeypatch.setenv("LOOKALIKE_HOME", str(tmp_path / "home"))  # an empty embedding cache
 
     load(tree, name=dataset_name)
     first = embed(dataset_name, MODEL)

@@ -6,35 +6,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from lookalike import embed, load, similar
+from conftest import MODEL
+from lookalike import embed, similar
 from lookalike.brain import brain_key
 from lookalike.datasets import get_dataset
 
-MODEL = "random-tiny-clip"
-
 
 @pytest.fixture
-def embedded(tree: Path, dataset_name: str) -> tuple[str, str, str]:
-    """The tree plus a planted copy; returns the dataset name and the ids of the original and the copy."""
+def embedded_ids(embedded: tuple[str, Path, Path]) -> tuple[str, str, str]:
+    """The embedded tree's name, and the sample ids of its planted original and copy."""
     from fiftyone import ViewField as F
 
-    original = tree / "train" / "red" / "red-1-0.png"
-    copy = tree / "test" / "red" / "copy-of-red-1-0.jpg"
-    Image.open(original).save(copy, quality=95)
-    load(tree, name=dataset_name)
-    summary = embed(dataset_name, MODEL)
-    assert summary.brain_key == brain_key(MODEL) == "lookalike_random_tiny_clip"
-    ds = get_dataset(dataset_name)
-    return dataset_name, ds.match(F("filepath") == str(original)).first().id, ds.match(
-        F("filepath") == str(copy)).first().id
+    name, original, copy = embedded
+    ds = get_dataset(name)
+    return name, ds.match(F("filepath") == str(original)).first().id, ds.match(F("filepath") == str(copy)).first().id
 
 
-def test_embed_registers_a_similarity_index_that_sort_by_similarity_uses(embedded: tuple[str, str, str]) -> None:
+def test_embed_registers_a_similarity_index_that_sort_by_similarity_uses(embedded_ids: tuple[str, str, str]) -> None:
     import fiftyone as fo
 
-    name, original, copy = embedded
+    name, original, copy = embedded_ids
     ds = fo.load_dataset(name)
     key = brain_key(MODEL)
     assert key in ds.list_brain_runs(type="similarity")
@@ -46,10 +38,10 @@ def test_embed_registers_a_similarity_index_that_sort_by_similarity_uses(embedde
     assert view.values("similarity")[0] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_text_prompts_and_views_match_the_python_api(embedded: tuple[str, str, str]) -> None:
+def test_text_prompts_and_views_match_the_python_api(embedded_ids: tuple[str, str, str]) -> None:
     import fiftyone as fo
 
-    name, original, _ = embedded
+    name, original, _ = embedded_ids
     ds = fo.load_dataset(name)
     key = brain_key(MODEL)
     by_text = ds.sort_by_similarity("a red square", k=5, brain_key=key).values("id")
@@ -59,10 +51,10 @@ def test_text_prompts_and_views_match_the_python_api(embedded: tuple[str, str, s
     assert in_view == [m.id for m in similar(name, sample=original, label="blue", k=3, save_view=False)]
 
 
-def test_the_index_reads_and_writes_the_runs_collection(embedded: tuple[str, str, str]) -> None:
+def test_the_index_reads_and_writes_the_runs_collection(embedded_ids: tuple[str, str, str]) -> None:
     import fiftyone as fo
 
-    name, original, copy = embedded
+    name, original, copy = embedded_ids
     ds = fo.load_dataset(name)
     index = ds.load_brain_results(brain_key(MODEL))
     assert index.total_index_size == len(ds) - 1  # the corrupt file has no vector
@@ -75,11 +67,11 @@ def test_the_index_reads_and_writes_the_runs_collection(embedded: tuple[str, str
     assert np.allclose(index.get_embeddings([copy])[0], vectors[1:], atol=1e-6)
 
 
-def test_a_rerun_replaces_the_brain_run(embedded: tuple[str, str, str]) -> None:
+def test_a_rerun_replaces_the_brain_run(embedded_ids: tuple[str, str, str]) -> None:
     import fiftyone as fo
 
-    name, original, _ = embedded
-    embed(name, MODEL)
+    name, original, _ = embedded_ids
+    assert embed(name, MODEL).brain_key == brain_key(MODEL) == "lookalike_random_tiny_clip"  # predictable
     ds = fo.load_dataset(name)
     assert ds.list_brain_runs(type="similarity") == [brain_key(MODEL)]
     assert len(ds.sort_by_similarity(original, k=3, brain_key=brain_key(MODEL))) == 3

@@ -38,26 +38,40 @@ def _open_saved_view(ctx: Any, name: str) -> Iterator[Any]:
     yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))
 
 
-def _delegate_input(inputs: Any, ctx: Any) -> None:
-    inputs.bool("delegate", default=len(ctx.dataset) > DELEGATE_ABOVE, label="Run in the background",
-                description="delegated execution (needs `fiftyone delegated launch`); results land as saved views")
-
-
 class _Finder(foo.Operator):
-    """Shared by the finders: delegation on request, and a result view opened when run in the App."""
+    """Shared by the finders: a form (``add_inputs``), progress as a generator, and delegation on request
+    (``delegable``) or above ``DELEGATE_ABOVE`` samples."""
 
-    def resolve_delegation(self, ctx: Any) -> bool:
-        return bool(ctx.params.get("delegate", len(ctx.dataset) > DELEGATE_ABOVE))
+    operator_name = ""
+    operator_label = ""
+    delegable = True
 
-
-class FindSimilar(_Finder):
     @property
     def config(self) -> foo.OperatorConfig:
-        return foo.OperatorConfig(name="find_similar", label="lookalike: find similar", dynamic=True,
-                                  execute_as_generator=True, allow_delegated_execution=True)
+        return foo.OperatorConfig(name=self.operator_name, label=self.operator_label, dynamic=True,
+                                  execute_as_generator=True, allow_delegated_execution=self.delegable)
+
+    def add_inputs(self, inputs: Any, ctx: Any) -> None:
+        """The operator's own fields."""
 
     def resolve_input(self, ctx: Any) -> types.Property:
         inputs = types.Object()
+        self.add_inputs(inputs, ctx)
+        if self.delegable:
+            inputs.bool("delegate", default=len(ctx.dataset) > DELEGATE_ABOVE, label="Run in the background",
+                        description="delegated execution (needs `fiftyone delegated launch`); results land as "
+                                    "saved views")
+        return types.Property(inputs, view=types.View(label=self.operator_label))
+
+    def resolve_delegation(self, ctx: Any) -> bool:
+        return self.delegable and bool(ctx.params.get("delegate", len(ctx.dataset) > DELEGATE_ABOVE))
+
+
+class FindSimilar(_Finder):
+    operator_name, operator_label = "find_similar", "lookalike: find similar"
+    delegable = False  # one index query
+
+    def add_inputs(self, inputs: Any, ctx: Any) -> None:
         modes = (["selected"] if ctx.selected else []) + ["text", "image"]
         inputs.enum("query", modes, default=modes[0], label="Query", view=types.RadioGroup(),
                     description="the selected samples, a text prompt, or an image file")
@@ -69,7 +83,6 @@ class FindSimilar(_Finder):
         inputs.int("k", default=25, min=1, label="How many")
         for name in ("label", "split", "tag"):
             inputs.str(name, label=f"Only this {name}", description="filter applied inside Qdrant")
-        return types.Property(inputs, view=types.View(label="lookalike: find similar"))
 
     def execute(self, ctx: Any) -> Iterator[Any]:
         p = ctx.params
@@ -84,23 +97,16 @@ class FindSimilar(_Finder):
         else:
             query = {"image": p["image"]}
         matches = lookalike.similar(ctx.dataset.name, k=int(p.get("k", 25)), **query, **filters)
-        if not ctx.delegated:
-            yield from _open_saved_view(ctx, api.SIMILAR_VIEW)
+        yield from _open_saved_view(ctx, api.SIMILAR_VIEW)
         yield _progress(ctx, 1.0, f"{len(matches)} found")
 
 
 class FindMislabels(_Finder):
-    @property
-    def config(self) -> foo.OperatorConfig:
-        return foo.OperatorConfig(name="find_mislabels", label="lookalike: find mislabels", dynamic=True,
-                                  execute_as_generator=True, allow_delegated_execution=True)
+    operator_name, operator_label = "find_mislabels", "lookalike: find mislabels"
 
-    def resolve_input(self, ctx: Any) -> types.Property:
-        inputs = types.Object()
+    def add_inputs(self, inputs: Any, ctx: Any) -> None:
         inputs.str("prediction_field", label="Predictions field (optional)",
                    description="a Classification field of model predictions to combine with the neighbours")
-        _delegate_input(inputs, ctx)
-        return types.Property(inputs, view=types.View(label="lookalike: find mislabels"))
 
     def execute(self, ctx: Any) -> Iterator[Any]:
         yield _progress(ctx, 0.1, "neighbour graph and scores")
@@ -113,17 +119,11 @@ class FindMislabels(_Finder):
 
 
 class FindDuplicates(_Finder):
-    @property
-    def config(self) -> foo.OperatorConfig:
-        return foo.OperatorConfig(name="find_duplicates", label="lookalike: find duplicates", dynamic=True,
-                                  execute_as_generator=True, allow_delegated_execution=True)
+    operator_name, operator_label = "find_duplicates", "lookalike: find duplicates"
 
-    def resolve_input(self, ctx: Any) -> types.Property:
-        inputs = types.Object()
+    def add_inputs(self, inputs: Any, ctx: Any) -> None:
         inputs.float("threshold", default=DEFAULT_THRESHOLD, min=0.5, max=1.0, label="Pixel similarity threshold")
         inputs.enum("keep", ["largest", "train", "first"], default="largest", label="Keep in each group")
-        _delegate_input(inputs, ctx)
-        return types.Property(inputs, view=types.View(label="lookalike: find duplicates"))
 
     def execute(self, ctx: Any) -> Iterator[Any]:
         yield _progress(ctx, 0.1, "candidates and pixel verification")
@@ -137,16 +137,10 @@ class FindDuplicates(_Finder):
 
 
 class ComputeMap(_Finder):
-    @property
-    def config(self) -> foo.OperatorConfig:
-        return foo.OperatorConfig(name="compute_map", label="lookalike: compute the map", dynamic=True,
-                                  execute_as_generator=True, allow_delegated_execution=True)
+    operator_name, operator_label = "compute_map", "lookalike: compute the map"
 
-    def resolve_input(self, ctx: Any) -> types.Property:
-        inputs = types.Object()
+    def add_inputs(self, inputs: Any, ctx: Any) -> None:
         inputs.enum("colour_by", list(COLOUR_FIELDS), default="label", label="Colour the PNG by")
-        _delegate_input(inputs, ctx)
-        return types.Property(inputs, view=types.View(label="lookalike: compute the map"))
 
     def execute(self, ctx: Any) -> Iterator[Any]:
         yield _progress(ctx, 0.1, "UMAP layout and clusters")
