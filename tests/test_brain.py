@@ -75,3 +75,26 @@ def test_a_rerun_replaces_the_brain_run(embedded_ids: tuple[str, str, str]) -> N
     ds = fo.load_dataset(name)
     assert ds.list_brain_runs(type="similarity") == [brain_key(MODEL)]
     assert len(ds.sort_by_similarity(original, k=3, brain_key=brain_key(MODEL))) == 3
+
+
+def test_the_backend_serves_a_qdrant_client_collection_alike(embedded_ids: tuple[str, str, str], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server collection goes through qdrant-client; its local mode stands in for the server here."""
+    from lookalike.api import get_run, open_run_index
+    from lookalike.config import load_config
+    from lookalike.index import QdrantIndex
+
+    name, original, _ = embedded_ids
+    ds = get_dataset(name)
+    edge = open_run_index(get_run(ds), load_config())
+    payloads = edge.payloads()
+    ids = sorted(payloads)
+    client_side = QdrantIndex.connect("served", edge.dim, path=str(tmp_path / "qdrant"))
+    client_side.upsert(ids, edge.vectors(ids), [payloads[i] for i in ids])
+    monkeypatch.setattr("lookalike.brain.open_run_index", lambda run, config: client_side)
+    index = ds.load_brain_results(brain_key(MODEL), cache=False)
+    assert index.total_index_size == len(ids)
+    view = index.sort_by_similarity(original, k=4)
+    assert view.values("id") == [original] + [m.id for m in similar(name, sample=original, k=3, save_view=False)]
+    by_text = index.sort_by_similarity("a red square", k=20)
+    assert by_text.values("id") == [m.id for m in similar(name, text="a red square", k=20, save_view=False)]
