@@ -164,13 +164,7 @@ def embed(
     dataset.set_values(ERROR_FIELD, [result.errors.get(i) for i in range(len(result.hashes))])
 
     ok = sorted(result.vectors)
-    wanted = {
-        table["id"][i]: {
-            "label": table["label"][i], "split": table["split"][i], "tags": table["tags"][i],
-            "filepath": table["filepath"][i], HASH_FIELD: result.hashes[i], "sample_id": table["id"][i],
-        }
-        for i in ok
-    }
+    wanted = {table["id"][i]: index_payload(table, i, result.hashes[i]) for i in ok}
     with index.session():
         present = index.payloads()
         changed = [i for i in ok if present.get(table["id"][i]) != wanted[table["id"][i]]]
@@ -203,6 +197,13 @@ def embed(
         failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
         upserted=len(changed), deleted=len(stale), collection=collection, brain_key=brain_key,
     )
+
+
+def index_payload(table: dict[str, list[Any]], row: int, content_hash: str | None) -> dict[str, Any]:
+    """What a point carries: the filter keys, the file, its content hash (which keys the kNN graph's rows)
+    and the sample id."""
+    return {"label": table["label"][row], "split": table["split"][row], "tags": table["tags"][row],
+            "filepath": table["filepath"][row], HASH_FIELD: content_hash, "sample_id": table["id"][row]}
 
 
 def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | QdrantIndex,

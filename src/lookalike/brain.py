@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fiftyone.brain.similarity import Similarity, SimilarityConfig, SimilarityIndex
 
-from .api import get_run, open_run_index, run_embedder
+from .api import HASH_FIELD, get_run, index_payload, open_run_index, run_embedder
 from .config import load_config
 from .datasets import find_label_field, sample_table
 
@@ -107,7 +107,7 @@ class LookalikeSimilarityIndex(SimilarityIndex):
     def add_to_index(self, embeddings: np.ndarray, sample_ids: Sequence[str], label_ids: Any = None,
                      overwrite: bool = True, allow_existing: bool = True, warn_existing: bool = False,
                      reload: bool = True) -> None:
-        """Upsert vectors of samples, with the payload (label, split, tags) read from the dataset."""
+        """Upsert vectors of samples, with the payload :func:`lookalike.api.index_payload` gives them."""
         if label_ids is not None:
             raise ValueError("lookalike indexes whole images, not patches")
         ids = [str(i) for i in sample_ids]
@@ -118,8 +118,8 @@ class LookalikeSimilarityIndex(SimilarityIndex):
         dataset = self._samples._root_dataset
         view = dataset.select(ids, ordered=True)
         table = sample_table(view, find_label_field(dataset, self._settings.dataset.label_field))
-        payloads = [{"label": table["label"][n], "split": table["split"][n], "tags": table["tags"][n],
-                     "filepath": table["filepath"][n], "sample_id": table["id"][n]} for n in range(len(view))]
+        hashes = view.values(HASH_FIELD) if dataset.has_field(HASH_FIELD) else [None] * len(view)
+        payloads = [index_payload(table, n, hashes[n]) for n in range(len(view))]
         self._index.upsert(table["id"], np.asarray(embeddings, dtype=np.float32), payloads)
         if reload:
             self.reload()

@@ -31,11 +31,16 @@ def _progress(ctx: Any, fraction: float, label: str) -> Any:
     return ctx.ops.set_progress(progress=fraction, label=label)
 
 
-def _open_saved_view(ctx: Any, name: str) -> Iterator[Any]:
-    """Show a saved view the API just wrote (with the fields it added) in the App."""
-    ctx.dataset.reload()  # the server's copy predates the API's writes
-    yield ctx.ops.reload_dataset()
-    yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))
+def _report(ctx: Any, view: str, done: str, message: str | None = None) -> Iterator[Any]:
+    """A finder's end: in the App, the saved view the API just wrote (with the fields it added) and a
+    ``message``; then the last progress, ``done``."""
+    if not ctx.delegated:
+        ctx.dataset.reload()  # the server's copy predates the API's writes
+        yield ctx.ops.reload_dataset()
+        yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(view))
+        if message:
+            yield ctx.ops.notify(message, variant="success")
+    yield _progress(ctx, 1.0, done)
 
 
 class _Finder(foo.Operator):
@@ -97,8 +102,7 @@ class FindSimilar(_Finder):
         else:
             query = {"image": p["image"]}
         matches = lookalike.similar(ctx.dataset.name, k=int(p.get("k", 25)), **query, **filters)
-        yield from _open_saved_view(ctx, api.SIMILAR_VIEW)
-        yield _progress(ctx, 1.0, f"{len(matches)} found")
+        yield from _report(ctx, api.SIMILAR_VIEW, f"{len(matches)} found")
 
 
 class FindMislabels(_Finder):
@@ -112,10 +116,8 @@ class FindMislabels(_Finder):
         yield _progress(ctx, 0.1, "neighbour graph and scores")
         suspects = lookalike.mislabels(ctx.dataset.name, prediction_field=ctx.params.get("prediction_field") or None)
         flagged = sum(s.flagged for s in suspects)
-        if not ctx.delegated:
-            yield from _open_saved_view(ctx, api.SUSPECT_VIEW)
-            yield ctx.ops.notify(f"{flagged} suspected mislabels of {len(suspects)}", variant="success")
-        yield _progress(ctx, 1.0, f"{flagged} flagged")
+        yield from _report(ctx, api.SUSPECT_VIEW, f"{flagged} flagged",
+                           f"{flagged} suspected mislabels of {len(suspects)}")
 
 
 class FindDuplicates(_Finder):
@@ -130,10 +132,8 @@ class FindDuplicates(_Finder):
         groups = lookalike.duplicates(ctx.dataset.name, threshold=float(ctx.params.get("threshold", DEFAULT_THRESHOLD)),
                                       keep=ctx.params.get("keep", "largest"))
         leaks = sum(g.leak for g in groups)
-        if not ctx.delegated:
-            yield from _open_saved_view(ctx, api.DUPLICATES_VIEW)
-            yield ctx.ops.notify(f"{len(groups)} duplicate groups, {leaks} leaks", variant="success")
-        yield _progress(ctx, 1.0, f"{len(groups)} groups")
+        yield from _report(ctx, api.DUPLICATES_VIEW, f"{len(groups)} groups",
+                           f"{len(groups)} duplicate groups, {leaks} leaks")
 
 
 class ComputeMap(_Finder):
