@@ -109,3 +109,22 @@ def test_approximate_pixel_search_finds_the_same_copies() -> None:
     exact, _ = find_duplicates(facts, hashes, [None] * len(images))
     approximate, _ = find_duplicates(facts, hashes, [None] * len(images), exact_max=0)  # NN-descent beyond 0
     assert [g.members for g in approximate] == [g.members for g in exact] == [[0, 150], [1, 151]]
+
+
+def test_tiny_image_cropped_by_a_pixel_a_side_is_found() -> None:
+    """A 28-px photo cropped by one pixel a side and resized back is a 7.7% zoom, between the 5% steps once
+    tried (scores 0.948 and 0.943 for these two); distinct 28-px photos stay apart."""
+    from skimage import data
+
+    def tiny(a: np.ndarray) -> Image.Image:
+        a = (a * 255).astype(np.uint8) if a.dtype == bool else a
+        return Image.fromarray(a).convert("L").resize((28, 28), Image.Resampling.BOX)
+
+    photos = [tiny(getattr(data, name)()) for name in ("camera", "astronaut", "coffee", "chelsea", "rocket", "moon",
+                                                       "page", "text", "horse", "clock", "coins")]
+    moon, text = 5, 7
+    crops = [photos[i].crop((1, 1, 27, 27)).resize((28, 28), Image.Resampling.BICUBIC) for i in (moon, text)]
+    images = photos + crops
+    groups, _ = find_duplicates([image_facts(im) for im in images], [str(i) for i in range(len(images))],
+                                [None] * len(images))
+    assert [g.members for g in groups] == [[moon, 11], [text, 12]]
