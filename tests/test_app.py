@@ -99,12 +99,28 @@ def _shot(page: Any, name: str) -> None:
 
 def _grid_ids(page: Any) -> list[str]:
     """Sample ids in grid order, read from the tiles (the id field is switched on to label them)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     tags = page.locator('[data-cy="looker"] [data-cy="tag-id"]')
-    if not tags.count():
+    for _ in range(3):
+        if tags.count():
+            break
         page.click('[data-cy="checkbox-id"]')
-        page.wait_for_selector('[data-cy="looker"] [data-cy="tag-id"]')
+        try:
+            tags.first.wait_for(timeout=20_000)
+        except PlaywrightTimeout:
+            continue  # on a loaded machine a click before the sidebar is ready may toggle nothing: click again
         time.sleep(1)
-    return [str(t) for t in tags.all_inner_texts()]
+    tags.first.wait_for()
+    # Tiles render one by one, slowly on a loaded machine: read once every tile is labelled and the grid holds.
+    shown: list[str] = []
+    for _ in range(30):
+        now = [str(t) for t in tags.all_inner_texts()]
+        if now == shown and len(now) == page.locator('[data-cy="looker"]').count():
+            break
+        shown = now
+        time.sleep(1)
+    return shown
 
 
 def _show_latest_search(page: Any) -> None:
