@@ -110,7 +110,6 @@ def _grid_ids(page: Any) -> list[str]:
             tags.first.wait_for(timeout=20_000)
         except PlaywrightTimeout:
             continue  # on a loaded machine a click before the sidebar is ready may toggle nothing: click again
-        time.sleep(1)
     tags.first.wait_for()
     # Tiles render one by one, slowly on a loaded machine: read once every tile is labelled and the grid holds.
     shown: list[str] = []
