@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, sample_table
-from .dedup import DEFAULT_THRESHOLD, find_duplicates
+from .dedup import DEFAULT_THRESHOLD, find_duplicates, open_for_keypoints
 from .embedding import EmbeddingCache, Progress, embed_files, image_facts_of
 from .exceptions import ConfigError, NotEmbeddedError
 from .graph import KnnGraph, knn, update_knn
@@ -492,6 +492,7 @@ def duplicates(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     keep: str = "largest",
+    keypoints: bool = True,
     model: str | None = None,
     config: Config | None = None,
     progress: Progress | None = None,
@@ -499,7 +500,9 @@ def duplicates(
     """Exact and near duplicates among the embedded samples of dataset ``name``, largest group first.
 
     Candidates come from the embedding kNN graph and from a pixel-level neighbour search; each is
-    verified at pixel level and kept at or above ``threshold`` (see :mod:`lookalike.dedup`).
+    verified at pixel level and kept at or above ``threshold`` (see :mod:`lookalike.dedup`). With
+    ``keypoints``, images whose thumbnails do not line up with their nearest neighbours' are opened again
+    and matched by keypoints (finding heavy crops and rotations; ``progress`` follows both stages).
     ``keep`` picks the member each group keeps: ``largest`` (most pixels), ``train`` (a train-split copy)
     or ``first``. Writes ``duplicate_group`` (a group number) and ``duplicate_keep`` (the plan) to the
     members, tags them ``duplicate`` (and ``leak`` where a group spans splits) and saves the views
@@ -531,7 +534,9 @@ def duplicates(
                                                                           graph.sims[rows], -1.0))
     groups, _ = find_duplicates([facts[hashes[i]] for i in rows], [hashes[i] for i in rows],
                                 [table["split"][i] for i in rows], graph=sub, threshold=threshold, policy=keep,
-                                exact_max=config.index.exact_graph_max)
+                                exact_max=config.index.exact_graph_max, progress=progress,
+                                open_image=(lambda r: open_for_keypoints(table["filepath"][rows[r]])) if keypoints
+                                else None)
 
     result = []
     for number, g in enumerate(groups):

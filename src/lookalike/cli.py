@@ -18,16 +18,22 @@ from .maps import COLOUR_FIELDS
 
 
 @contextmanager
-def _bar(desc: str) -> Iterator[Callable[[int, int], None]]:
-    """A tqdm bar driven by ``progress(done, total)`` callbacks (on stderr, so --json stays clean)."""
+def _bar(*stages: str) -> Iterator[Callable[[int, int], None]]:
+    """tqdm bars driven by ``progress(done, total)`` callbacks (on stderr, so --json stays clean): one per
+    stage, in turn; a call with ``done == 0`` after the first starts the next stage."""
     from tqdm import tqdm
 
     bar: Any = None
+    started = 0
 
     def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
+        nonlocal bar, started
+        if bar is None or (done == 0 and bar.n > 0):
+            if bar is not None:
+                bar.close()
+            desc = stages[min(started, len(stages) - 1)]
             bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=total == 0)
+            started += 1
         bar.update(done - bar.n)
 
     try:
@@ -103,9 +109,9 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     from .api import DUPLICATES_VIEW, LEAKS_VIEW, duplicates
     from .demo import format_duplicates
 
-    with _bar("thumbnails") as progress:
-        groups = duplicates(args.name, threshold=args.threshold, keep=args.keep, model=args.model,
-                            config=_config(args), progress=progress)
+    with _bar("thumbnails", "keypoints") as progress:
+        groups = duplicates(args.name, threshold=args.threshold, keep=args.keep, keypoints=not args.no_keypoints,
+                            model=args.model, config=_config(args), progress=progress)
     leaks = [g for g in groups if g.leak]
     if args.json:
         print(json.dumps({"groups": [g.to_dict() for g in groups], "leaks": [g.to_dict() for g in leaks]}, indent=2))
@@ -240,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"pixel similarity that makes a duplicate (default {DEFAULT_THRESHOLD})")
     sp.add_argument("--keep", choices=["largest", "train", "first"], default="largest",
                     help="which copy each group keeps (default largest)")
+    sp.add_argument("--no-keypoints", action="store_true",
+                    help="skip keypoint matching: faster (no image is opened again), but misses heavy crops and "
+                         "rotations")
     sp.add_argument("--json", action="store_true", help="print a JSON object with groups and leaks")
     sp.add_argument("--limit", type=int, default=20, help="groups listed (default 20)")
     on_run(sp)

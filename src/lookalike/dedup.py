@@ -11,6 +11,9 @@ Embeddings alone both miss copies and confuse look-alikes (distinct images at co
    is a duplicate at or above ``threshold`` when it also stands out of both images' crowds of
    look-alikes (see ``CROWD_RANK``): distinct images that merely look alike rarely line up pixel for
    pixel, and where a whole crowd does (28-px trousers), no single pair stands out of it.
+   Where the thumbnails do not line up (a heavy crop, a rotation), an image and its nearest embedding
+   neighbour are aligned by matching ORB keypoints (a similarity transform fitted by RANSAC) and
+   correlated over the part they share, when both are large enough to have keypoints.
 3. **Groups** are the connected components of verified pairs (union-find); each keeps one member by
    policy (``largest``: most pixels; ``train``: a train-split copy first; ``first``) and marks the rest
    for removal. A group whose members span splits is a leak.
@@ -24,7 +27,10 @@ many distinct items of a class are pixel look-alikes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +41,8 @@ from .graph import KnnGraph, approximate_knn
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+
+log = logging.getLogger(__name__)
 
 THUMB = 32  # thumbnail side, pixels
 MARGIN = 4  # border left out of the comparison: borders move under shifts and crops
@@ -54,6 +62,16 @@ CROWD_RANK = 3
 CROWD_MARGIN = 0.02
 IDENTICAL = 0.995
 BLUR = 1.0  # Gaussian sigma on the thumbnail, pixels
+# Keypoint verification (crops, rotations): an image and each of its KEYPOINT_NEIGHBOURS nearest embedding
+# neighbours, when their thumbnails do not line up, are aligned by matching ORB keypoints.
+# benchmarks/duplicates.py (photos among textiles): copies agree on >= 15 keypoints, distinct images on <= 7.
+KEYPOINT_NEIGHBOURS = 3
+KEYPOINT_MIN_SIDE = 64  # smaller images have too few keypoints
+KEYPOINT_SIDE = 256  # images are matched at most this large
+KEYPOINT_FEATURES = 300  # as good as 500 on the photos, and faster to match
+KEYPOINT_FAST = 10  # FAST corner threshold: OpenCV's 20 finds too few corners in smooth photos (R 0.77 vs 0.85)
+KEYPOINT_INLIERS = 12
+KEYPOINT_BLUR = 2.0  # Gaussian sigma before correlating aligned images: an upscaled crop is blurred
 
 
 @dataclass(frozen=True)
@@ -198,6 +216,125 @@ def verify(thumbs: np.ndarray, pairs: set[tuple[int, int]]) -> dict[tuple[int, i
     return dict(zip(ordered, _aligned(thumbs, i, j).tolist(), strict=True))
 
 
+@dataclass(frozen=True)
+class Keypoints:
+    """An image's ORB keypoints (coordinates in its :func:`keypoint_view`) and their descriptors."""
+
+    points: np.ndarray  # (n, 2) float32
+    descriptors: np.ndarray | None  # (n, 32) uint8
+
+
+def open_for_keypoints(path: str) -> Image.Image:
+    """An image file, grey, decoded at about ``KEYPOINT_SIDE`` a side where the format allows (JPEG)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft("L", (KEYPOINT_SIDE, KEYPOINT_SIDE))  # JPEG: decode at a reduced scale, no smaller than asked
+        return im.convert("L")
+
+
+def keypoint_view(image: Image.Image) -> np.ndarray:
+    """The grey image keypoints are found on: shrunk to at most ``KEYPOINT_SIDE`` a side, uint8."""
+    from PIL import Image
+
+    grey = image.convert("L")
+    scale = KEYPOINT_SIDE / max(grey.size)
+    if scale < 1:
+        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
+                           Image.Resampling.BOX)
+    return np.asarray(grey)
+
+
+def keypoints(view: np.ndarray) -> Keypoints:
+    """ORB keypoints of a :func:`keypoint_view`."""
+    import cv2
+
+    found, descriptors = cv2.ORB.create(KEYPOINT_FEATURES, fastThreshold=KEYPOINT_FAST).detectAndCompute(view, None)
+    return Keypoints(np.array([k.pt for k in found], np.float32).reshape(-1, 2), descriptors)
+
+
+def keypoint_transform(a: Keypoints, b: Keypoints) -> np.ndarray | None:
+    """The similarity transform (2 x 3) that maps ``b``'s view onto ``a``'s, fitted by RANSAC to their
+    matching keypoints; None where fewer than ``KEYPOINT_INLIERS`` keypoints agree on one."""
+    import cv2
+
+    if a.descriptors is None or b.descriptors is None or min(len(a.points), len(b.points)) < KEYPOINT_INLIERS:
+        return None
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]  # Lowe's ratio test
+    if len(good) < KEYPOINT_INLIERS:
+        return None
+    transform, inliers = cv2.estimateAffinePartial2D(b.points[[m.trainIdx for m in good]],
+                                                     a.points[[m.queryIdx for m in good]],
+                                                     method=cv2.RANSAC, ransacReprojThreshold=3.0)
+    return transform if transform is not None and int(inliers.sum()) >= KEYPOINT_INLIERS else None
+
+
+def aligned_similarity(a: np.ndarray, b: np.ndarray, transform: np.ndarray) -> float:
+    """Correlation of view ``a`` with view ``b`` mapped onto it by ``transform``, both blurred (an upscaled
+    crop is blurred), over the part they share (0 where they share under a tenth of ``a``)."""
+    import cv2
+
+    size = a.shape[::-1]
+    warped = cv2.warpAffine(cv2.GaussianBlur(b.astype(np.float32), (0, 0), KEYPOINT_BLUR), transform, size)
+    covered = cv2.warpAffine(np.ones(b.shape, np.uint8), transform, size, flags=cv2.INTER_NEAREST)
+    shared = cv2.erode(covered, np.ones((7, 7), np.uint8)) > 0  # away from the warped border
+    if shared.sum() < 0.1 * shared.size:
+        return 0.0
+    x = _standardise(cv2.GaussianBlur(a.astype(np.float32), (0, 0), KEYPOINT_BLUR)[shared].astype(np.float64))
+    return float(x @ _standardise(warped[shared].astype(np.float64)))
+
+
+def keypoint_pairs(graph: KnnGraph, facts: Sequence[ImageFacts]) -> set[tuple[int, int]]:
+    """The pairs worth matching by keypoints: each image and its ``KEYPOINT_NEIGHBOURS`` nearest embedding
+    neighbours, where both are at least ``KEYPOINT_MIN_SIDE`` pixels a side. No cosine floor: a crop can
+    sit far from its source in embedding space, and keypoints tell copies from look-alikes."""
+    big = np.array([min(f.width, f.height) >= KEYPOINT_MIN_SIDE for f in facts])
+    rows, cols = np.nonzero(graph.indices[:, :KEYPOINT_NEIGHBOURS] >= 0)
+    pairs = zip(rows.tolist(), graph.indices[rows, cols].tolist(), strict=True)
+    return {(min(i, j), max(i, j)) for i, j in pairs if big[i] and big[j]}
+
+
+def verify_by_keypoints(pairs: set[tuple[int, int]], open_image: Callable[[int], Image.Image],
+                        progress: Callable[[int, int], None] | None = None) -> dict[tuple[int, int], float]:
+    """The :func:`aligned_similarity` of every pair whose keypoints agree on a transform (0 for the rest),
+    opening images with ``open_image(row)``: each once for its keypoints (kept, not the image), and again
+    where a transform was found. A pair with an image that cannot be opened is left out, with a warning."""
+    rows = sorted({i for pair in pairs for i in pair})
+
+    def view(i: int) -> np.ndarray | None:
+        try:
+            return keypoint_view(open_image(i))
+        except Exception as e:  # an unreadable file drops its pairs, never the run
+            log.warning("no keypoint check for image %d: %s: %s", i, type(e).__name__, e)
+            return None
+
+    def found(i: int) -> Keypoints | None:
+        v = view(i)
+        return None if v is None else keypoints(v)
+
+    if progress:
+        progress(0, len(rows))
+    features: dict[int, Keypoints] = {}
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # OpenCV and PIL release the GIL
+        for done, (i, f) in enumerate(zip(rows, pool.map(found, rows), strict=True), 1):
+            if f is not None:
+                features[i] = f
+            if progress:
+                progress(done, len(rows))
+        ordered = [p for p in sorted(pairs) if p[0] in features and p[1] in features]
+        transforms = dict(zip(ordered, pool.map(lambda p: keypoint_transform(features[p[0]], features[p[1]]),
+                                                ordered), strict=True))
+    matched = {p: t for p, t in transforms.items() if t is not None}
+    views = {i: view(i) for i in sorted({i for p in matched for i in p})}
+    scores = {p: 0.0 for p in ordered}
+    for (i, j), t in matched.items():
+        a, b = views[i], views[j]
+        if a is not None and b is not None:
+            scores[(i, j)] = aligned_similarity(a, b, t)
+    return scores
+
+
 def crowd_levels(n: int, scores: dict[tuple[int, int], float]) -> np.ndarray:
     """Per image, the ``CROWD_RANK``-th best pixel similarity among its candidates (0 with fewer): how alike
     its look-alikes are."""
@@ -263,9 +400,12 @@ def find_duplicates(
     candidate_cosine: float = DEFAULT_CANDIDATE_COSINE,
     policy: str = "largest",
     exact_max: int = 50_000,
+    open_image: Callable[[int], Image.Image] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[DuplicateGroup], dict[tuple[int, int], float]]:
-    """Group duplicates among images; see the module docstring. Returns the groups and the verified
-    similarity of every candidate pair (1.0 for exact pairs)."""
+    """Group duplicates among images; see the module docstring. ``open_image(row)`` opens an image for
+    keypoint matching (none without it or a ``graph``; ``progress`` follows it). Returns the groups and the
+    verified similarity of every candidate pair (1.0 for exact pairs)."""
     n = len(facts)
     exact: dict[tuple[int, int], float] = {}
     for key_of in (lambda i: content_hashes[i], lambda i: facts[i].pixel_hash):
@@ -280,14 +420,22 @@ def find_duplicates(
                 first[key] = i
     thumbs = np.stack([f.thumb for f in facts]) if facts else np.zeros((0, THUMB, THUMB), np.float32)
     scores = verify(thumbs, candidate_pairs(graph, thumbs, candidate_cosine, exact_max) - set(exact))
-    crowd = crowd_levels(n, scores)
-    near = [(i, j) for (i, j), s in scores.items() if s >= threshold and stands_out(s, crowd[i], crowd[j])]
+    crowd = crowd_levels(n, scores)  # of the thumbnails: how alike an image's pixel look-alikes are
+
+    def verified(pair: tuple[int, int], score: float) -> bool:
+        return score >= threshold and stands_out(score, crowd[pair[0]], crowd[pair[1]])
+
+    near = {pair for pair, s in scores.items() if verified(pair, s)}
+    if open_image is not None and graph is not None:
+        aligned = verify_by_keypoints(keypoint_pairs(graph, facts) - near - set(exact), open_image, progress)
+        for pair, s in aligned.items():
+            scores[pair] = max(s, scores.get(pair, 0.0))
+        near |= {pair for pair in aligned if verified(pair, scores[pair])}
     scores.update(exact)
-    near += list(exact)
     exact_groups = {tuple(g) for g in connected_groups(n, list(exact))}
     sizes = [f.width * f.height for f in facts]
     groups = []
-    for members in connected_groups(n, near):
+    for members in connected_groups(n, sorted(near | set(exact))):
         group_splits = sorted({s for s in (splits[i] for i in members) if s})
         groups.append(DuplicateGroup(
             members=members, keep=keep_plan(members, sizes, splits, policy),
