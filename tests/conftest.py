@@ -38,6 +38,13 @@ def write_blobs(folder: Path, colour: str, count: int, seed: int, size: int = 48
     return paths
 
 
+def heavy_crop(image: Image.Image) -> Image.Image:
+    """65% of each side, off-centre, resized back: a copy whose thumbnail no longer lines up."""
+    w, h = image.size
+    return image.crop((w // 10, h // 4, w // 10 + int(0.65 * w), h // 4 + int(0.65 * h))).resize(
+        (w, h), Image.Resampling.BICUBIC)
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """train/ and test/ splits with red and blue classes, plus one corrupt file in train/red."""

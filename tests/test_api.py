@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MODEL
+from conftest import MODEL, heavy_crop
 from lookalike import embed, load, similar
 from lookalike.api import ERROR_FIELD, HASH_FIELD, SIMILAR_VIEW, get_run, open_run_index
 from lookalike.config import load_config
@@ -302,3 +302,32 @@ def test_added_samples_update_the_stored_graph(tmp_path: Path, dataset_name: str
     np.testing.assert_allclose(updated.sims, exact_knn(vectors, 5).sims, atol=1e-5)
     graphs = list((Path(os.environ["LOOKALIKE_HOME"]) / "graphs").glob(f"*{dataset_name}*"))
     assert len(graphs) == 1
+
+
+def test_duplicates_open_the_files_to_match_keypoints(tmp_path: Path, dataset_name: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A heavy crop of a JPEG photo, in another split: found only by matching keypoints in the files."""
+    import json
+
+    from skimage import data
+
+    from lookalike.api import duplicates
+    from lookalike.cli import main
+
+    root = tmp_path / "photos"
+    for split, label, name, image in (("train", "people", "astronaut", data.astronaut()),
+                                      ("train", "drinks", "coffee", data.coffee()),
+                                      ("train", "space", "rocket", data.rocket()),
+                                      ("test", "people", "crop", heavy_crop(Image.fromarray(data.astronaut())))):
+        (root / split / label).mkdir(parents=True, exist_ok=True)
+        (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(root / split / label / f"{name}.jpg")
+    load(root, name=dataset_name)
+    embed(dataset_name, MODEL)
+
+    groups = duplicates(dataset_name)
+    assert [sorted(Path(m.filepath).stem for m in g.members) for g in groups] == [["astronaut", "crop"]]
+    assert groups[0].leak and groups[0].splits == ["test", "train"]
+    assert duplicates(dataset_name, keypoints=False) == []
+    capsys.readouterr()
+    assert main(["duplicates", dataset_name, "--no-keypoints", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["groups"] == []

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import heavy_crop
 from lookalike.dedup import connected_groups, find_duplicates, image_facts, keep_plan
 
 
@@ -128,3 +129,39 @@ def test_tiny_image_cropped_by_a_pixel_a_side_is_found() -> None:
     groups, _ = find_duplicates([image_facts(im) for im in images], [str(i) for i in range(len(images))],
                                 [None] * len(images))
     assert [g.members for g in groups] == [[moon, 11], [text, 12]]
+
+
+def test_heavy_crop_and_rotation_are_found_by_keypoints(caplog: pytest.LogCaptureFixture) -> None:
+    """Only keypoint matching finds these two copies; distinct photos among each image's three nearest
+    neighbours stay apart, and an image that cannot be opened drops out with a warning."""
+    from skimage import data
+
+    from lookalike.graph import KnnGraph
+
+    photos = [Image.fromarray(a).convert("RGB") for a in (data.astronaut(), data.coffee(), data.rocket(),
+                                                          data.camera(), data.coins(), data.chelsea())]
+    images = [*photos, heavy_crop(photos[0]), photos[1].rotate(10, Image.Resampling.BICUBIC)]
+    n = len(images)
+    # Every image's neighbours: the others in turn, the copies' sources first, all below the candidate cosine
+    # (only the keypoint stage looks at them).
+    order = [[6, 7] + [j for j in range(n) if j not in (i, 6, 7)] if i not in (6, 7) else
+             [i - 6] + [j for j in range(n) if j not in (i, i - 6)] for i in range(n)]
+    graph = KnnGraph(indices=np.array(order), sims=np.full((n, n - 1), 0.5, np.float32))
+    facts = [image_facts(im) for im in images]
+    hashes = [str(i) for i in range(n)]
+
+    without, _ = find_duplicates(facts, hashes, [None] * n, graph=graph)
+    assert without == []
+    groups, scores = find_duplicates(facts, hashes, [None] * n, graph=graph, open_image=images.__getitem__)
+    assert [g.members for g in groups] == [[0, 6], [1, 7]]
+    assert scores[(0, 6)] >= 0.95 and scores[(1, 7)] >= 0.95
+    assert max(s for (i, j), s in scores.items() if (i, j) not in ((0, 6), (1, 7))) < 0.8
+
+    def open_image(i: int) -> Image.Image:
+        if i == 1:
+            raise OSError("truncated file")
+        return images[i]
+
+    groups, _ = find_duplicates(facts, hashes, [None] * n, graph=graph, open_image=open_image)
+    assert [g.members for g in groups] == [[0, 6]]
+    assert "truncated file" in caplog.text

@@ -126,11 +126,13 @@ class FindDuplicates(_Finder):
     def add_inputs(self, inputs: Any, ctx: Any) -> None:
         inputs.float("threshold", default=DEFAULT_THRESHOLD, min=0.5, max=1.0, label="Pixel similarity threshold")
         inputs.enum("keep", ["largest", "train", "first"], default="largest", label="Keep in each group")
+        inputs.bool("keypoints", default=True, label="Match keypoints (finds heavy crops and rotations; slower)")
 
     def execute(self, ctx: Any) -> Iterator[Any]:
-        yield _progress(ctx, 0.1, "candidates and pixel verification")
+        yield _progress(ctx, 0.1, "candidates, pixel and keypoint verification")
         groups = lookalike.duplicates(ctx.dataset.name, threshold=float(ctx.params.get("threshold", DEFAULT_THRESHOLD)),
-                                      keep=ctx.params.get("keep", "largest"))
+                                      keep=ctx.params.get("keep", "largest"),
+                                      keypoints=bool(ctx.params.get("keypoints", True)))
         leaks = sum(g.leak for g in groups)
         yield from _report(ctx, api.DUPLICATES_VIEW, f"{len(groups)} groups",
                            f"{len(groups)} duplicate groups, {leaks} leaks")
