@@ -37,30 +37,30 @@ def lookalike_graph(v: np.ndarray, labels: np.ndarray) -> None:
 
 def lookalike_all(v: np.ndarray, labels: np.ndarray) -> None:
     """The graph once, then every analysis on it (what `lookalike run` does after embedding)."""
-    from PIL import Image
-
     from lookalike import maps
-    from lookalike.dedup import find_duplicates, image_facts
     from lookalike.label_issues import find_mislabels
 
     graph = _graph(v)
     find_mislabels(graph, labels, n_classes=10)
     maps.uniqueness(graph)
-    images, _ = fashion_mnist(len(v))
-    facts = [image_facts(Image.fromarray(a)) for a in images]
-    find_duplicates(facts, [str(i) for i in range(len(v))], [None] * len(v), graph=graph.first(10))
+    _duplicates(v, graph)
     maps.clusters(maps.layout(v, graph))
 
 
-def lookalike_duplicates(v: np.ndarray, labels: np.ndarray) -> None:
+def _duplicates(v: np.ndarray, graph: Any) -> None:
+    """The duplicate finder as `lookalike duplicates` runs it (28-px images: too small for keypoints)."""
     from PIL import Image
 
     from lookalike.dedup import find_duplicates, image_facts
 
-    graph = _graph(v).first(10)
     images, _ = fashion_mnist(len(v))
     facts = [image_facts(Image.fromarray(a)) for a in images]
-    find_duplicates(facts, [str(i) for i in range(len(v))], [None] * len(v), graph=graph)
+    find_duplicates(facts, [str(i) for i in range(len(v))], [None] * len(v), graph=graph.first(10),
+                    open_image=lambda r: Image.fromarray(images[r]))
+
+
+def lookalike_duplicates(v: np.ndarray, labels: np.ndarray) -> None:
+    _duplicates(v, _graph(v))
 
 
 def _brain_dataset(n: int) -> Any:
