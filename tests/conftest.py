@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # Set before anything imports fiftyone: it reads these once.
@@ -43,6 +45,18 @@ def heavy_crop(image: Image.Image) -> Image.Image:
     w, h = image.size
     return image.crop((w // 10, h // 4, w // 10 + int(0.65 * w), h // 4 + int(0.65 * h))).resize(
         (w, h), Image.Resampling.BICUBIC)
+
+
+@pytest.fixture
+def lookalike_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """``caplog`` for lookalike's loggers at INFO, also after the CLI stopped them propagating to the root."""
+    logger = logging.getLogger("lookalike")
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -331,3 +331,18 @@ def test_duplicates_open_the_files_to_match_keypoints(tmp_path: Path, dataset_na
     capsys.readouterr()
     assert main(["duplicates", dataset_name, "--no-keypoints", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["groups"] == []
+
+
+def test_an_approximate_graph_logs_its_recall(tmp_path: Path, dataset_name: str,
+                                              lookalike_log: pytest.LogCaptureFixture) -> None:
+    import re
+
+    from conftest import write_blobs
+    from lookalike import knn_graph
+
+    write_blobs(tmp_path / "set" / "red", "red", 60, seed=1)
+    load(tmp_path / "set", name=dataset_name)
+    embed(dataset_name, MODEL)
+    knn_graph(dataset_name, 5, config=load_config(overrides={"index": {"exact_graph_max": 10}}))
+    found = re.search(r"NN-descent: recall@(\d+) ([\d.]+) against exact search on 60 rows", lookalike_log.text)
+    assert found and int(found.group(1)) == 50 and float(found.group(2)) > 0.9

@@ -23,7 +23,7 @@ from .datasets import find_label_field, get_dataset, sample_table
 from .dedup import DEFAULT_THRESHOLD, find_duplicates, open_for_keypoints
 from .embedding import EmbeddingCache, Progress, embed_files, image_facts_of
 from .exceptions import ConfigError, NotEmbeddedError
-from .graph import KnnGraph, knn, update_knn
+from .graph import KnnGraph, knn, recall, update_knn
 from .index import EdgeIndex, Hit, QdrantIndex, collection_name, open_index
 from .label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT, find_mislabels
 from .models import Embedder, get_embedder
@@ -39,6 +39,7 @@ ERROR_FIELD = "embed_error"
 SIMILAR_VIEW = "lookalike-similar"
 GRAPH_K = DEFAULT_K  # neighbours stored per sample: enough for every analysis
 UPDATE_ABOVE = 0.5  # share of unchanged samples above which a stored graph is updated rather than rebuilt
+RECALL_SAMPLE = 200  # rows an approximate graph is checked on against exact search (200 x N: well under 1 s)
 OPTIMIZE_ABOVE = 20_000  # points beyond which the embedded store builds its HNSW graph
 
 
@@ -325,7 +326,8 @@ def embeddings(name: str, *, model: str | None = None, config: Config | None = N
 def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
               config: Config | None = None) -> tuple[list[str], KnnGraph]:
     """The k-nearest-neighbour graph of an embedding run, with the sample id of each row: exact up to
-    ``config.index.exact_graph_max`` samples, approximate (NN-descent) beyond.
+    ``config.index.exact_graph_max`` samples, approximate (NN-descent) beyond, its recall then measured
+    against exact search on ``RECALL_SAMPLE`` rows and logged.
 
     Computed once from the indexed vectors and stored beside the store (with at least ``GRAPH_K``
     neighbours, so one graph serves every analysis); reused while the indexed samples and their images
@@ -359,6 +361,10 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
             graph = update_knn(old, old_rows, vectors, want)
     if graph is None:
         graph = knn(vectors, want, config.index.exact_graph_max)
+        if len(ids) > config.index.exact_graph_max:
+            rows = np.random.default_rng(0).choice(len(ids), min(RECALL_SAMPLE, len(ids)), replace=False)
+            log.info("kNN graph of %d samples by NN-descent: recall@%d %.4f against exact search on %d rows",
+                     len(ids), want, recall(graph, vectors, rows), len(rows))
     folder.mkdir(parents=True, exist_ok=True)
     for stale in stored:
         stale.unlink()
