@@ -165,3 +165,18 @@ def test_heavy_crop_and_rotation_are_found_by_keypoints(lookalike_log: pytest.Lo
     groups, _ = find_duplicates(facts, hashes, [None] * n, graph=graph, open_image=open_image)
     assert [g.members for g in groups] == [[0, 6]]
     assert "truncated file" in lookalike_log.text
+
+
+def test_blank_images_are_no_copies_of_anything() -> None:
+    """Against a blank window a correlation is undefined; rounding once scored blank images far above 1."""
+    from skimage import data
+
+    photos = [Image.fromarray(a).convert("L").resize((128, 128)) for a in (data.camera(), data.coins(), data.moon(),
+                                                                          data.astronaut(), data.coffee())]
+    blanks = [Image.new("L", (128, 128), level) for level in (0, 40, 255)]
+    images = photos + blanks
+    groups, scores = find_duplicates([image_facts(im) for im in images], [str(i) for i in range(len(images))],
+                                     [None] * len(images))
+    assert groups == []
+    assert any(j >= len(photos) for _, j in scores)  # blanks were candidates, and were turned down
+    assert max(scores.values()) <= 1.0

@@ -11,9 +11,9 @@ Embeddings alone both miss copies and confuse look-alikes (distinct images at co
    is a duplicate at or above ``threshold`` when it also stands out of both images' crowds of
    look-alikes (see ``CROWD_RANK``): distinct images that merely look alike rarely line up pixel for
    pixel, and where a whole crowd does (28-px trousers), no single pair stands out of it.
-   Where the thumbnails do not line up (a heavy crop, a rotation), an image and its nearest embedding
-   neighbour are aligned by matching ORB keypoints (a similarity transform fitted by RANSAC) and
-   correlated over the part they share, when both are large enough to have keypoints.
+   Where the thumbnails do not line up (a heavy crop, a rotation), an image and each of its 3 nearest
+   embedding neighbours are aligned by matching ORB keypoints (a similarity transform fitted by RANSAC)
+   and correlated over the part they share, when both are large enough to have keypoints.
 3. **Groups** are the connected components of verified pairs (union-find); each keeps one member by
    policy (``largest``: most pixels; ``train``: a train-split copy first; ``first``) and marks the rest
    for removal. A group whose members span splits is a leak.
@@ -130,12 +130,18 @@ def _variants(thumbs: torch.Tensor) -> torch.Tensor:
                          padding_mode="reflection", align_corners=False)
 
 
-def _box_sums(x: torch.Tensor, side: int) -> torch.Tensor:
-    """The sum of every ``side`` x ``side`` window of the last two dimensions, from an integral image."""
+def _window_norms(x: torch.Tensor, side: int) -> torch.Tensor:
+    """The norm about its mean of every ``side`` x ``side`` window of the last two dimensions of ``x``."""
     import torch.nn.functional as F
 
-    s = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
-    return s[..., side:, side:] - s[..., :-side, side:] - s[..., side:, :-side] + s[..., :-side, :-side]
+    # Centred first, so that float32 sums of squares do not cancel (a flat window's norm is near 0).
+    c = (x - x.mean(dim=(-2, -1), keepdim=True)).reshape(-1, 1, *x.shape[-2:])
+    area = side * side
+    sums = F.avg_pool2d(c, side, stride=1) * area
+    squares = F.avg_pool2d(c.square(), side, stride=1) * area
+    # At least 1 (a grey level's worth of variation): against a blank window a correlation means nothing,
+    # and rounding would blow it up far beyond 1.
+    return (squares - sums.square() / area).clamp_min(1.0).sqrt().reshape(*x.shape[:-2], *sums.shape[-2:])
 
 
 def _aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 512) -> np.ndarray:
@@ -160,17 +166,13 @@ def _aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 512)
             batch = by_count[c:c + chunk]
             m, most = len(batch), int(counts[batch].max())
             variants = _variants(t[images[batch]])[:, :, pad:THUMB - pad, pad:THUMB - pad].contiguous()
-            # Each window's norm about its mean (in float64: the difference cancels); a is zero-mean, so the
-            # dot product needs no centring.
-            wide = variants.double()
-            sums = _box_sums(wide, side)
-            norm = (_box_sums(wide.square(), side) - sums.square() / side**2).clamp_min(1e-12).sqrt().float()
+            norm = _window_norms(variants, side)  # a is zero-mean, so the dot product needs no centring
             slot = np.arange(most)[None, :]
             valid = slot < counts[batch][:, None]
             rows = order[starts[batch][:, None] + np.minimum(slot, counts[batch][:, None] - 1)]
             a = torch.from_numpy(_standardise(thumbs[i[rows], CENTRE, CENTRE].reshape(m * most, side * side)))
             dot = F.conv2d(variants, a.reshape(m * most, 1, side, side), groups=m)  # (variants, m * most, s, s)
-            v, shifts = len(variants), sums.shape[-1] ** 2
+            v, shifts = len(variants), norm.shape[-1] ** 2
             best = (dot.reshape(v, m, most, shifts) / norm.reshape(v, m, 1, shifts)).amax(dim=(0, 3)).numpy()
             out[rows[valid]] = best[valid]
     return out
