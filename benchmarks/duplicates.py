@@ -2,7 +2,7 @@
 
     python benchmarks/duplicates.py
 
-Three sets with planted copies. In the first two, one copy per source with one augmentation each, in turn:
+Four sets with planted copies. In the first two, one copy per source with one augmentation each, in turn:
 JPEG quality 30, a 1-2 px shift, brightness +-10%, a horizontal flip, a 10% crop resized back:
 - ``fashion``: 10,000 Fashion-MNIST test images + 500 copies;
 - ``textile``: 2,000 textile images (PyPI conformal-clip-data; distinct fabrics that look alike, the hard
@@ -11,6 +11,8 @@ JPEG quality 30, a 1-2 px shift, brightness +-10%, a horizontal flip, a 10% crop
   cannot line up: a heavy crop (60-80% of each side kept, off-centre) resized back, a rotation by 5-15
   degrees, and a cut-out (70% of each side) kept at its size. A photo and its copies are all duplicates of
   each other (6 pairs a photo).
+- ``photo-groups``: the same 20 photos among the textiles, each with five copies, one per augmentation of
+  the first two sets: groups of 6 (15 pairs a photo), larger than the crowd rule lets thumbnails find.
 Embeddings: EfficientNet-Lite0 at 112 px. Prints pair precision and recall at each method's default
 (and lookalike at other thresholds, and without keypoint matching), counting only planted pairs as true.
 """
@@ -80,8 +82,9 @@ def load_set(name: str) -> list[Image.Image]:
 def plant(name: str, rng: np.random.Generator) -> tuple[list[Image.Image], list[tuple[int, str]]]:
     """The set's images followed by its planted copies, and each copy's (source, augmentation)."""
     originals = load_set(name)
-    if name == "photos":
-        copies = [(s, kind) for s in range(len(originals) - len(PHOTOS), len(originals)) for kind in HEAVY]
+    if name.startswith("photo"):
+        kinds = HEAVY if name == "photos" else AUGMENTATIONS
+        copies = [(s, kind) for s in range(len(originals) - len(PHOTOS), len(originals)) for kind in kinds]
     else:
         n = 500 if name == "fashion" else 200
         copies = [(int(s), AUGMENTATIONS[i % 5]) for i, s in enumerate(rng.choice(len(originals), n, replace=False))]
@@ -166,7 +169,7 @@ def run(name: str, rng: np.random.Generator) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", nargs="+", default=["fashion", "textile", "photos"])
+    p.add_argument("--sets", nargs="+", default=["fashion", "textile", "photos", "photo-groups"])
     args = p.parse_args()
     for name in args.sets:
         run(name, np.random.default_rng(0))

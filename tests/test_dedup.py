@@ -180,3 +180,32 @@ def test_blank_images_are_no_copies_of_anything() -> None:
     assert groups == []
     assert any(j >= len(photos) for _, j in scores)  # blanks were candidates, and were turned down
     assert max(scores.values()) <= 1.0
+
+
+def test_a_group_of_five_copies_is_found_whole_by_keypoints() -> None:
+    """Five copies of one photo are each other's crowd of look-alikes, so thumbnails alone find only part of
+    the group; keypoints, which distinct look-alikes do not share, join the rest."""
+    from skimage import data
+
+    from lookalike.graph import KnnGraph
+
+    arrays = (data.astronaut(), data.coffee(), data.rocket(), data.camera(), data.coins())
+    photos = [Image.fromarray(a).convert("RGB").resize((120, 120)) for a in arrays]
+    source, (w, h) = photos[0], photos[0].size
+    shift = (1, 0, 2, 0, 1, -2)
+    copies = [_jpeg(source, 30).convert("RGB"), source.transform(source.size, Image.Transform.AFFINE, shift),
+              source.crop((w // 20, h // 20, w - w // 20, h - h // 20)).resize((w, h)),
+              _jpeg(source, 50).convert("RGB").transform(source.size, Image.Transform.AFFINE, (1, 0, -1, 0, 1, 1))]
+    images = photos + copies
+    n, family = len(images), [0, 5, 6, 7, 8]
+    # The copies are each other's nearest embedding neighbours, as a model would have them.
+    order = [[j for j in family if j != i] + [j for j in range(n) if j not in family] if i in family
+             else [j for j in range(n) if j != i] for i in range(n)]
+    sims = np.array([[0.9 if i in family and j in family else 0.5 for j in row] for i, row in enumerate(order)])
+    graph = KnnGraph(indices=np.array(order), sims=sims.astype(np.float32))
+    facts, hashes = [image_facts(im) for im in images], [str(i) for i in range(n)]
+
+    by_thumbnails, _ = find_duplicates(facts, hashes, [None] * n, graph=graph)
+    assert len(by_thumbnails) == 1 and set(by_thumbnails[0].members) < set(family)
+    groups, _ = find_duplicates(facts, hashes, [None] * n, graph=graph, open_image=images.__getitem__)
+    assert [g.members for g in groups] == [family]
