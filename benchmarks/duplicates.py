@@ -74,7 +74,8 @@ def load_set(name: str) -> list[Image.Image]:
     textiles = [Image.open(p).convert("RGB") for p in sorted(root.rglob("*.jpg")) + sorted(root.rglob("*.png"))]
     if name == "textile":
         return textiles
-    from skimage import data, img_as_ubyte
+    from skimage import data
+    from skimage.util import img_as_ubyte
 
     return textiles + [Image.fromarray(img_as_ubyte(getattr(data, p)())).convert("RGB") for p in PHOTOS]
 

@@ -16,7 +16,9 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +26,10 @@ from common import embeddings
 from lookalike.index import EdgeIndex, ExactIndex, QdrantIndex
 
 K = 10
+
+
+def _top_ids(index: QdrantIndex, query: np.ndarray) -> list[str]:
+    return [h.id for h in index.query(query, K)[0]]
 
 
 def _latencies(query: Callable[[np.ndarray], list[str]], queries: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
@@ -47,7 +53,7 @@ def _disk_mb(path: Path) -> float:
 def bench(n: int, n_queries: int, slow_queries: int, rng: np.random.Generator) -> list[dict]:
     v, _ = embeddings(n)
     ids = [f"{i:024x}" for i in range(n)]
-    payloads = [{"label": None, "split": None, "tags": []} for _ in range(n)]
+    payloads: list[dict[str, Any]] = [{"label": None, "split": None, "tags": []} for _ in range(n)]
     queries = v[rng.choice(n, n_queries, replace=False)]
     rows = []
 
@@ -88,7 +94,7 @@ def bench(n: int, n_queries: int, slow_queries: int, rng: np.random.Generator) -
                 t = time.perf_counter()
                 qc.upsert(ids, v, payloads)
                 upsert_s = time.perf_counter() - t
-                found, lat = _latencies(lambda q, qc=qc: [h.id for h in qc.query(q, K)[0]], queries[:slow_queries])
+                found, lat = _latencies(partial(_top_ids, qc), queries[:slow_queries])
                 reopen_s, disk = float("nan"), 0.0
                 if path != ":memory:":
                     qc.client.close()

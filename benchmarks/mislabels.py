@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
 from common import CACHE, embeddings
-from lookalike.graph import exact_knn
+from lookalike.graph import KnnGraph, exact_knn
 from lookalike.label_issues import DEFAULT_K, find_mislabels
 
 
@@ -78,9 +79,11 @@ def main() -> None:
     res = find_mislabels(graph, noisy)
     rows.append(("lookalike (default)", scores(res.flag, res.score, truth), time.perf_counter() - t + graph_s))
     ten = graph.first(10)  # the baselines' k
-    for label, g, kwargs in (("  - k=10", ten, {}), ("  - unweighted votes (power 0)", graph, {"power": 0.0}),
-                             ("  - flag below support 0.1", graph, {"max_support": 0.1}),
-                             ("  - flag below support 0.3", graph, {"max_support": 0.3})):
+    variants: list[tuple[str, KnnGraph, dict[str, Any]]] = [
+        ("  - k=10", ten, {}), ("  - unweighted votes (power 0)", graph, {"power": 0.0}),
+        ("  - flag below support 0.1", graph, {"max_support": 0.1}),
+        ("  - flag below support 0.3", graph, {"max_support": 0.3})]
+    for label, g, kwargs in variants:
         r = find_mislabels(g, noisy, **kwargs)
         rows.append((label, scores(r.flag, r.score, truth), float("nan")))
     suggested_ok = float((res.suggested[truth & res.flag] == true_labels[truth & res.flag]).mean())

@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Set before anything imports fiftyone: it reads these once.
 _ROOT = Path(tempfile.mkdtemp(prefix="lookalike-tests-"))
@@ -21,6 +22,9 @@ for var in ("LOOKALIKE_MODEL", "LOOKALIKE_QDRANT_URL", "LOOKALIKE_QDRANT_API_KEY
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+
+if TYPE_CHECKING:
+    from lookalike.models import Embedder
 
 COLOURS = {"red": 0, "green": 1, "blue": 2}
 MODEL = "random-tiny-clip"  # seeded random weights: plumbing, not search quality
@@ -71,7 +75,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dataset_name(request: pytest.FixtureRequest) -> str:
+def dataset_name(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh dataset name, deleted afterwards."""
     import fiftyone as fo
 
@@ -84,7 +88,7 @@ def dataset_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny() -> object:
+def tiny() -> Embedder:
     from lookalike.models import get_embedder
 
     return get_embedder("random-tiny-clip")

@@ -33,10 +33,10 @@ def test_load_embed_similar_json(tree: Path, dataset_name: str, capsys: pytest.C
     liked = json.loads(capsys.readouterr().out)
     assert rows[0]["id"] not in {r["id"] for r in liked} and rows[1]["id"] not in {r["id"] for r in liked}
 
-    out = tree.parent / "vectors.npy"
-    assert main(["embeddings", dataset_name, "--out", str(out)]) == 0
-    vectors = np.load(out)
-    ids = json.loads(out.with_suffix(".ids.json").read_text())
+    npy = tree.parent / "vectors.npy"
+    assert main(["embeddings", dataset_name, "--out", str(npy)]) == 0
+    vectors = np.load(npy)
+    ids = json.loads(npy.with_suffix(".ids.json").read_text())
     assert vectors.shape == (16, 64) and len(ids) == 16  # the corrupt file has no vector
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
     query_row = vectors[ids.index(rows[0]["id"])]

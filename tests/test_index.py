@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lookalike.exceptions import IndexMismatchError, IndexUnreachableError
-from lookalike.index import EdgeIndex, ExactIndex, QdrantIndex, open_index, point_id
+from lookalike.index import EdgeIndex, ExactIndex, QdrantIndex, VectorIndex, open_index, point_id
 
 N, D = 400, 24
 
@@ -29,12 +29,12 @@ def data() -> tuple[list[str], np.ndarray, list[dict]]:
 
 
 @pytest.fixture
-def indexes(tmp_path: Path, data: tuple[list[str], np.ndarray, list[dict]]) -> list:
+def indexes(tmp_path: Path, data: tuple[list[str], np.ndarray, list[dict]]) -> list[VectorIndex]:
     ids, v, payloads = data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qdrant = QdrantIndex.connect("c", D, path=str(tmp_path / "q"))
-        out = [ExactIndex(D), EdgeIndex(tmp_path / "edge", D, "m"), qdrant]
+        out: list[VectorIndex] = [ExactIndex(D), EdgeIndex(tmp_path / "edge", D, "m"), qdrant]
     for ix in out:
         ix.upsert(ids, v, payloads)
     return out

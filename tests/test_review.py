@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from lookalike import review
 from lookalike.exceptions import ConfigError
 
+if TYPE_CHECKING:
+    import fiftyone as fo
+
 
 @pytest.fixture
-def reviewed(dataset_name: str) -> object:
+def reviewed(dataset_name: str) -> fo.Dataset:
     """Four samples: 0 and 1 suspects with suggestions, 2 and 3 a duplicate group keeping 2."""
     import fiftyone as fo
 
@@ -25,7 +29,7 @@ def reviewed(dataset_name: str) -> object:
     return ds
 
 
-def test_accept_dismiss_and_undo_are_recorded(reviewed: object) -> None:
+def test_accept_dismiss_and_undo_are_recorded(reviewed: fo.Dataset) -> None:
     ds = reviewed
     first, second = ds.values("id")[:2]
     assert review.accept_label(ds, first) == "dog"
@@ -45,7 +49,7 @@ def test_accept_dismiss_and_undo_are_recorded(reviewed: object) -> None:
     assert ds[first].ground_truth.label == "cat" and ds[first][review.REVIEW_FIELD] == "dismissed"
 
 
-def test_keep_plan_tags_and_deletes_nothing(reviewed: object) -> None:
+def test_keep_plan_tags_and_deletes_nothing(reviewed: fo.Dataset) -> None:
     ds = reviewed
     ids = ds.values("id")
     kept, removed = review.apply_keep_plan(ds, 0)
