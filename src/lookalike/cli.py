@@ -20,27 +20,24 @@ from .maps import COLOUR_FIELDS
 @contextmanager
 def _bar(*stages: str) -> Iterator[Callable[[int, int], None]]:
     """tqdm bars driven by ``progress(done, total)`` callbacks (on stderr, so --json stays clean): one per
-    stage, in turn; a call with ``done == 0`` after the first starts the next stage."""
+    stage, in turn; each call with ``done == 0`` starts the next stage (the last one's name is reused)."""
     from tqdm import tqdm
 
-    bar: Any = None
-    started = 0
+    bars: list[Any] = []
 
     def progress(done: int, total: int) -> None:
-        nonlocal bar, started
-        if bar is None or (done == 0 and bar.n > 0):
-            if bar is not None:
-                bar.close()
-            desc = stages[min(started, len(stages) - 1)]
-            bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=total == 0)
-            started += 1
-        bar.update(done - bar.n)
+        if not bars or done == 0:
+            if bars:
+                bars[-1].close()
+            desc = stages[min(len(bars), len(stages) - 1)]
+            bars.append(tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=total == 0))
+        bars[-1].update(done - bars[-1].n)
 
     try:
         yield progress
     finally:
-        if bar is not None:
-            bar.close()
+        if bars:
+            bars[-1].close()
 
 
 def _config(args: argparse.Namespace, **sections: dict[str, Any]) -> Config:
