@@ -433,11 +433,7 @@ def find_duplicates(
     thumbs = np.stack([f.thumb for f in facts]) if facts else np.zeros((0, THUMB, THUMB), np.float32)
     scores = verify(thumbs, candidate_pairs(graph, thumbs, candidate_cosine, exact_max) - set(exact))
     crowd = crowd_levels(n, scores)  # of the thumbnails: how alike an image's pixel look-alikes are
-
-    def verified(pair: tuple[int, int], score: float) -> bool:
-        return score >= threshold and stands_out(score, crowd[pair[0]], crowd[pair[1]])
-
-    near = {pair for pair, s in scores.items() if verified(pair, s)}
+    near = {(i, j) for (i, j), s in scores.items() if s >= threshold and stands_out(s, crowd[i], crowd[j])}
     if open_image is not None and graph is not None:
         aligned = verify_by_keypoints(keypoint_pairs(graph, facts) - near - set(exact), open_image, progress)
         for pair, s in aligned.items():
