@@ -1,26 +1,35 @@
 """Time and peak memory: lookalike's graph and analyses vs fiftyone-brain and cleanlab, on the same vectors.
 
-    python benchmarks/speed.py --sizes 10000 60000
+    python benchmarks/speed.py --sizes 10000 60000 [--dims 1280 512]
 
-Real EfficientNet-Lite0 embeddings (1280-d) of the first N Fashion-MNIST images (benchmarks/common.py).
+Real EfficientNet-Lite0 embeddings (1280-d) of the first N Fashion-MNIST images (benchmarks/common.py);
+``--dims 512`` projects them to 512-d (seeded Gaussian projection, renormalised: the size of CLIP's).
 Each job runs in a fresh process (so peak RSS is its own, imports included); the vectors are given to
 every tool, so no job embeds anything. lookalike's duplicate finder also reads the 28-px images (its
 thumbnails are made during embedding in real use; here from the arrays, and timed).
+
+The floor is the bare bf16 product that an exact graph cannot avoid (every row against every row, in
+the same blocks, nothing selected); the exact graph's ratio to it is printed, and its recall@50 and top-1
+against the fp32 exact graph. Results also go to benchmarks/results/speed.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import resource
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from common import embeddings, fashion_mnist
+
+RESULTS = Path(__file__).parent / "results"
 
 
 def _graph(v: np.ndarray) -> Any:
@@ -33,6 +42,31 @@ def _graph(v: np.ndarray) -> Any:
 
 def lookalike_graph(v: np.ndarray, labels: np.ndarray) -> None:
     _graph(v)
+
+
+def bf16_gemm_floor(v: np.ndarray, labels: np.ndarray) -> None:
+    """Every row's bf16 products with every row, in the exact graph's blocks; nothing selected."""
+    import torch
+
+    from lookalike.graph import _block_rows
+
+    low = torch.from_numpy(v).bfloat16()
+    block = _block_rows(len(v), None)
+    with torch.inference_mode():
+        for start in range(0, len(v), block):
+            low[start:start + block] @ low.T
+
+
+def exact_bf16(v: np.ndarray, labels: np.ndarray) -> None:
+    from lookalike.graph import exact_knn
+
+    np.save(RESULTS / f"graph-bf16-{len(v)}-{v.shape[1]}.npy", exact_knn(v, 50, precision="bf16").indices)
+
+
+def exact_fp32(v: np.ndarray, labels: np.ndarray) -> None:
+    from lookalike.graph import exact_knn
+
+    np.save(RESULTS / f"graph-fp32-{len(v)}-{v.shape[1]}.npy", exact_knn(v, 50, precision="fp32").indices)
 
 
 def lookalike_all(v: np.ndarray, labels: np.ndarray) -> None:
@@ -104,7 +138,10 @@ def cleanlab_label_issues(v: np.ndarray, labels: np.ndarray) -> None:
 
 
 JOBS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
-    "lookalike: 50-NN graph": lookalike_graph,
+    "floor: bare bf16 GEMM, all pairs": bf16_gemm_floor,
+    "lookalike: exact 50-NN graph, bf16 + fp32 re-score": exact_bf16,
+    "lookalike: exact 50-NN graph, fp32": exact_fp32,
+    "lookalike: 50-NN graph (default path)": lookalike_graph,
     "lookalike: near duplicates (graph + pixels)": lookalike_duplicates,
     "lookalike: graph + all analyses": lookalike_all,
     "fiftyone-brain: near duplicates": brain_near_duplicates,
@@ -113,18 +150,27 @@ JOBS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
 }
 
 
-def _child(name: str, n: int, out: Any) -> None:
+def _vectors(n: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
     v, labels = embeddings(n)
+    if dim != v.shape[1]:
+        projection = np.random.default_rng(0).normal(size=(v.shape[1], dim)).astype(np.float32)
+        v = v @ projection
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v, labels
+
+
+def _child(name: str, n: int, dim: int, out: Any) -> None:
+    v, labels = _vectors(n, dim)
     t = time.perf_counter()
     inner = JOBS[name](v, labels)
     seconds = inner if isinstance(inner, float) else time.perf_counter() - t
     out.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def measure(name: str, n: int) -> tuple[float, float]:
+def measure(name: str, n: int, dim: int) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    p = ctx.Process(target=_child, args=(name, n, out))
+    p = ctx.Process(target=_child, args=(name, n, dim, out))
     p.start()
     p.join()
     if p.exitcode != 0:
@@ -132,16 +178,47 @@ def measure(name: str, n: int) -> tuple[float, float]:
     return out.get()
 
 
+def _recall(n: int, dim: int) -> tuple[float, float] | None:
+    """recall@50 and top-1 agreement of the bf16 graph against the fp32 one (where both ran)."""
+    paths = [RESULTS / f"graph-{p}-{n}-{dim}.npy" for p in ("bf16", "fp32")]
+    if not all(p.exists() for p in paths):
+        return None
+    bf16, fp32 = (np.load(p) for p in paths)
+    hits = (np.sort(bf16, axis=1)[:, :, None] == np.sort(fp32, axis=1)[:, None, :]).any(axis=2).mean()
+    return float(hits), float((bf16[:, 0] == fp32[:, 0]).mean())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", type=int, default=[10_000, 60_000])
+    p.add_argument("--dims", nargs="+", type=int, default=[1280])
     p.add_argument("--jobs", nargs="+", default=list(JOBS), choices=list(JOBS))
     args = p.parse_args()
-    print(f"{'job':<46} {'N':>7} {'seconds':>9} {'peak RSS MB':>12}")
-    for n in args.sizes:
-        for name in args.jobs:
-            seconds, rss = measure(name, n)
-            print(f"{name:<46} {n:>7} {seconds:>9.1f} {rss:>12.0f}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    results = []
+    print(f"{'job':<52} {'N':>7} {'dim':>5} {'seconds':>9} {'peak RSS MB':>12}")
+    for dim in args.dims:
+        for n in args.sizes:
+            times = {}
+            for name in args.jobs:
+                seconds, rss = measure(name, n, dim)
+                times[name] = seconds
+                results.append({"job": name, "n": n, "dim": dim, "seconds": seconds, "peak_rss_mb": rss})
+                print(f"{name:<52} {n:>7} {dim:>5} {seconds:>9.1f} {rss:>12.0f}", flush=True)
+            floor = times.get("floor: bare bf16 GEMM, all pairs")
+            graph = times.get("lookalike: exact 50-NN graph, bf16 + fp32 re-score")
+            if floor and graph:
+                print(f"  exact bf16 graph / bare bf16 GEMM: {graph / floor:.2f}x")
+            checked = _recall(n, dim)
+            if checked:
+                print(f"  bf16 graph vs fp32 exact graph: recall@50 {checked[0]:.5f}, same top-1 {checked[1]:.5f}")
+                results.append({"check": "bf16 vs fp32", "n": n, "dim": dim, "recall50": checked[0],
+                                "top1": checked[1]})
+            brain = times.get("fiftyone-brain: near duplicates")
+            ours = times.get("lookalike: near duplicates (graph + pixels)")
+            if brain and ours:
+                print(f"  near duplicates: fiftyone-brain / lookalike = {brain / ours:.1f}x")
+    (RESULTS / "speed.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -90,3 +90,53 @@ def test_approximate_graph_recall_is_measured_against_exact() -> None:
     assert recall(graph, v, rows) > 0.9
     assert recall(exact_knn(v, 10), v, rows) == 1.0
     assert knn(v, 10, exact_max=5000).sims.tolist() == exact_knn(v, 10).sims.tolist()
+
+
+def _clustered(rng: np.random.Generator, n: int, d: int, spread: float) -> np.ndarray:
+    """Tight clusters: many neighbours within bf16's rounding (about 0.002 at cosine 0.9) of each other."""
+    centres = _unit(rng, 12, d)
+    v = centres[rng.integers(0, 12, n)] + spread * rng.normal(size=(n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("block", [None, 97])
+def test_bf16_graph_equals_the_fp32_graph(block: int | None) -> None:
+    v = _clustered(np.random.default_rng(6), 1500, 64, 0.05)
+    v[700] = v[3]  # planted: an exact copy and a near copy
+    v[900] = v[5] + 1e-3
+    v[900] /= np.linalg.norm(v[900])
+    fp32 = exact_knn(v, 20, block=block, precision="fp32")
+    bf16 = exact_knn(v, 20, block=block, precision="bf16")
+    # The same top-1 everywhere: the same row, or its planted exact copy (a tie).
+    assert (v[bf16.indices[:, 0]] == v[fp32.indices[:, 0]]).all()
+    same = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(fp32.indices, bf16.indices, strict=True)])
+    assert same >= 0.999  # only exact ties may differ
+    np.testing.assert_allclose(bf16.sims, fp32.sims, atol=1e-5)  # re-scored in fp32, not bf16's 3 digits
+    assert bf16.indices[3, 0] == 700 and bf16.indices[5, 0] == 900
+    assert not (bf16.indices == np.arange(1500)[:, None]).any()
+
+
+def test_rows_bf16_cannot_certify_are_searched_again_in_fp32(monkeypatch: pytest.MonkeyPatch,
+                                                             lookalike_log: pytest.LogCaptureFixture) -> None:
+    import lookalike.graph as graph
+
+    v = _clustered(np.random.default_rng(7), 800, 32, 0.02)
+    monkeypatch.setattr(graph, "LOW_PRECISION_MARGIN", 1)  # too few candidates to certify most rows
+    bf16 = exact_knn(v, 15, precision="bf16")
+    fp32 = exact_knn(v, 15, precision="fp32")
+    np.testing.assert_allclose(bf16.sims, fp32.sims, atol=1e-5)
+    assert "searched again in fp32" in lookalike_log.text
+    with pytest.raises(ConfigError, match="unknown precision"):
+        exact_knn(v, 3, precision="fp8")
+
+
+def test_two_stage_top_k_equals_torch_top_k() -> None:
+    import torch
+
+    from lookalike.graph import _top
+
+    scores = torch.from_numpy(np.random.default_rng(8).normal(size=(50, 5000)).astype(np.float32))
+    values, cols = _top(scores, 40)
+    expected = torch.topk(scores, 40, dim=1)
+    np.testing.assert_array_equal(values.numpy(), expected.values.numpy())
+    np.testing.assert_array_equal(cols.numpy(), expected.indices.numpy())

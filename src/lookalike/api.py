@@ -21,8 +21,8 @@ import numpy as np
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, sample_table
 from .dedup import DEFAULT_THRESHOLD, find_duplicates, open_for_keypoints
-from .embedding import EmbeddingCache, Progress, embed_files, image_facts_of
-from .exceptions import ConfigError, NotEmbeddedError
+from .embedding import EmbeddingCache, EmbedResult, Progress, embed_files, hash_files, image_facts_of
+from .exceptions import ConfigError, IndexMismatchError, ModelError, NotEmbeddedError
 from .graph import KnnGraph, knn, recall, update_knn
 from .index import EdgeIndex, Hit, QdrantIndex, collection_name, open_index
 from .label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT, find_mislabels
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 INFO_KEY = "lookalike"
 HASH_FIELD = "content_hash"
+VECTOR_HASH = "vector_hash"  # payload key of an imported vector's digest
 ERROR_FIELD = "embed_error"
 SIMILAR_VIEW = "lookalike-similar"
 GRAPH_K = DEFAULT_K  # neighbours stored per sample: enough for every analysis
@@ -120,7 +121,10 @@ def open_run_index(run: dict[str, Any], config: Config) -> EdgeIndex | QdrantInd
 
 def run_embedder(run: dict[str, Any], config: Config) -> Embedder:
     """Rebuild the model that produced a run (for image and text queries)."""
-    return get_embedder(**run["spec"], device=config.embed.device)
+    if run.get("imported"):
+        raise ModelError(f"the run {run['model']!r} holds imported vectors and has no model, so it cannot embed "
+                         "an image or a text prompt; query it by sample (--sample, --like with sample ids)")
+    return get_embedder(**run["spec"], device=config.embed.device, precision=config.embed.precision)
 
 
 def embed(
@@ -139,13 +143,12 @@ def embed(
     unchanged dataset does no model work and an interrupted run resumes. Unreadable images get a reason
     in the ``embed_error`` field and are left out of the index. ``rebuild`` drops the collection first.
     """
-    import fiftyone as fo
-
     config = config or load_config()
     dataset = get_dataset(name)
     if isinstance(model, str) or model is None:
         embedder = get_embedder(model or config.embed.model, pretrained=pretrained or config.embed.pretrained,
-                                image_size=image_size or config.embed.image_size, device=config.embed.device)
+                                image_size=image_size or config.embed.image_size, device=config.embed.device,
+                                precision=config.embed.precision)
     else:
         embedder = model
     home = config.index.home_path()
@@ -158,6 +161,100 @@ def embed(
                              num_workers=config.embed.num_workers, progress=progress)
     finally:
         cache.close()
+    run = {"dataset": name, "model": embedder.name, "model_key": embedder.key, "dim": embedder.dim,
+           "spec": embedder.spec}
+    return _store_run(dataset, table, result, run, index, config, has_text=embedder.has_text)
+
+
+def import_vectors(
+    name: str,
+    vectors: np.ndarray | str | Path | None = None,
+    ids: Sequence[str] | str | Path | None = None,
+    *,
+    from_field: str | None = None,
+    model_name: str | None = None,
+    config: Config | None = None,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+) -> EmbedSummary:
+    """Index vectors the user already has, as an embedding run of dataset ``name`` that every analysis,
+    ``similar(sample=...)`` and the App use like a computed one.
+
+    ``vectors``: an array or a ``.npy`` file, one row per sample: of ``ids`` (a list, or a JSON file such as
+    the ``.ids.json`` that ``lookalike embeddings --out`` writes), else of the dataset's samples in order.
+    ``from_field``: a FiftyOne embeddings field instead (samples without a value are left out). Everything
+    is checked before anything is written (see :mod:`lookalike.imported`); rows are L2-normalised.
+    ``model_name`` names the run (default ``vectors:<file stem>`` or ``field:<field>``). Image files are
+    still decoded (no model) for the duplicate finder's thumbnails, cached by content hash; an unreadable
+    file gets its reason in ``embed_error`` and is left out of the pixel stage only. An imported run has no
+    model, so image and text queries say so.
+    """
+    from .imported import checked_vectors, read_ids, read_vectors, run_key
+
+    if (vectors is None) == (from_field is None):
+        raise ConfigError("give either vectors (an array or a .npy file) or from_field, not both or neither")
+    config = config or load_config()
+    dataset = get_dataset(name)
+    table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
+    if from_field is not None:
+        if not dataset.has_field(from_field):
+            raise ConfigError(f"dataset {name!r} has no field {from_field!r}")
+        values = dataset.values(from_field)
+        listed = [i for i, x in enumerate(values) if x is not None]
+        if not listed:
+            raise ConfigError(f"field {from_field!r} of dataset {name!r} holds no vectors")
+        shapes = {np.shape(values[i]) for i in listed}
+        if len(shapes) != 1:
+            raise ConfigError(f"field {from_field!r} holds vectors of several shapes: {sorted(shapes)[:3]}")
+        raw: np.ndarray = np.stack([np.asarray(values[i]) for i in listed])
+        id_list = [table["id"][i] for i in listed]
+        source, default_name = f"field {from_field!r}", f"field:{from_field}"
+    else:
+        raw = vectors if isinstance(vectors, np.ndarray) else read_vectors(str(vectors))
+        source = str(vectors) if not isinstance(vectors, np.ndarray) else "vectors"
+        default_name = f"vectors:{Path(str(vectors)).stem}" if not isinstance(vectors, np.ndarray) else "vectors"
+        if ids is None:
+            id_list = list(table["id"])
+        else:
+            id_list = read_ids(ids) if isinstance(ids, str | Path) else [str(i) for i in ids]
+    normalised = checked_vectors(raw, id_list, table["id"], source)
+    model = model_name or default_name
+    key, dim = run_key(model), int(normalised.shape[1])
+    existing = _runs(dataset).get("runs", {}).get(key)
+    if existing and existing["dim"] != dim and not rebuild:
+        raise IndexMismatchError(f"{source}: {dim}-d vectors, but the run {model!r} holds {existing['dim']}-d "
+                                 "ones; give another --model-name, or --rebuild to replace it")
+    index = open_index(name, key, dim, url=config.index.url, api_key=config.index.api_key,
+                       home=config.index.home_path(), rebuild=rebuild)
+    row_of = {sid: r for r, sid in enumerate(table["id"])}
+    result = EmbedResult(hashes=[None] * len(table["id"]))
+    for r, sid in enumerate(id_list):
+        result.vectors[row_of[sid]] = normalised[r]
+        result.vector_hashes[row_of[sid]] = hashlib.blake2b(normalised[r].tobytes(), digest_size=8).hexdigest()
+    rows = sorted(result.vectors)
+    cache = EmbeddingCache(config.index.home_path() / "embeddings.sqlite")
+    try:
+        hashes, errors = hash_files([table["filepath"][i] for i in rows])
+        _, decode_errors = image_facts_of([table["filepath"][i] for i, h in zip(rows, hashes, strict=True) if h],
+                                          [h for h in hashes if h], cache, config.embed.num_workers, progress)
+    finally:
+        cache.close()
+    for i, h in zip(rows, hashes, strict=True):
+        result.hashes[i] = h
+    result.errors = {rows[j]: e for j, e in errors.items()}
+    result.errors.update({i: decode_errors[h] for i, h in zip(rows, hashes, strict=True) if h in decode_errors})
+    result.cached = len(rows)
+    run = {"dataset": name, "model": model, "model_key": key, "dim": dim, "spec": {"name": model},
+           "imported": True}
+    return _store_run(dataset, table, result, run, index, config, has_text=False)
+
+
+def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedResult, run: dict[str, Any],
+               index: EdgeIndex | QdrantIndex, config: Config, has_text: bool) -> EmbedSummary:
+    """Write an embedding run's vectors: the hash and error fields, the collection synced (changed points
+    upserted, gone ones deleted), the run recorded and registered as a brain similarity index."""
+    import fiftyone as fo
+
     for field_name in (HASH_FIELD, ERROR_FIELD):
         if not dataset.has_field(field_name):  # declared, since all-None values carry no type
             dataset.add_sample_field(field_name, fo.StringField)
@@ -165,7 +262,7 @@ def embed(
     dataset.set_values(ERROR_FIELD, [result.errors.get(i) for i in range(len(result.hashes))])
 
     ok = sorted(result.vectors)
-    wanted = {table["id"][i]: index_payload(table, i, result.hashes[i]) for i in ok}
+    wanted = {table["id"][i]: index_payload(table, i, result.hashes[i], result.vector_hashes.get(i)) for i in ok}
     with index.session():
         present = index.payloads()
         changed = [i for i in ok if present.get(table["id"][i]) != wanted[table["id"][i]]]
@@ -178,33 +275,33 @@ def embed(
             index.optimize()
 
     collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)
-    run = {
-        "dataset": name, "model": embedder.name, "model_key": embedder.key, "dim": embedder.dim,
-        "spec": embedder.spec, "url": _public_url(config.index.url),
-        "collection": collection,
-        "count": len(wanted),
-    }
+    run = {**run, "url": _public_url(config.index.url), "collection": collection, "count": len(wanted)}
     info = _runs(dataset)
-    info.setdefault("runs", {})[embedder.key] = run
-    info["latest"] = embedder.key
+    info.setdefault("runs", {})[run["model_key"]] = run
+    info["latest"] = run["model_key"]
     dataset.info[INFO_KEY] = info
     dataset.save()
     from .brain import register_similarity  # brain builds on this module
 
-    brain_key = register_similarity(dataset, run, embedder.has_text)
+    brain_key = register_similarity(dataset, run, has_text)
     return EmbedSummary(
-        dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim, samples=len(table["id"]),
-        embedded=len(ok), computed=result.computed, cached=result.cached,
+        dataset=run["dataset"], model=run["model"], model_key=run["model_key"], dim=run["dim"],
+        samples=len(table["id"]), embedded=len(ok), computed=result.computed, cached=result.cached,
         failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
         upserted=len(changed), deleted=len(stale), collection=collection, brain_key=brain_key,
     )
 
 
-def index_payload(table: dict[str, list[Any]], row: int, content_hash: str | None) -> dict[str, Any]:
+def index_payload(table: dict[str, list[Any]], row: int, content_hash: str | None,
+                  vector_hash: str | None = None) -> dict[str, Any]:
     """What a point carries: the filter keys, the file, its content hash (which keys the kNN graph's rows)
-    and the sample id."""
-    return {"label": table["label"][row], "split": table["split"][row], "tags": table["tags"][row],
-            "filepath": table["filepath"][row], HASH_FIELD: content_hash, "sample_id": table["id"][row]}
+    and the sample id; for imported vectors also a digest of the vector (a changed vector, same image, is
+    a changed point and a changed graph row)."""
+    payload = {"label": table["label"][row], "split": table["split"][row], "tags": table["tags"][row],
+               "filepath": table["filepath"][row], HASH_FIELD: content_hash, "sample_id": table["id"][row]}
+    if vector_hash is not None:
+        payload[VECTOR_HASH] = vector_hash
+    return payload
 
 
 def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | QdrantIndex,
@@ -341,7 +438,8 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
     ids = sorted(payloads)
     k = min(k, len(ids) - 1)
     # Rows are keyed by sample id and content: a changed image is a changed row.
-    keys = [f"{i}:{payloads[i].get(HASH_FIELD)}" for i in ids]
+    keys = [":".join(str(payloads[i][key]) for key in ("sample_id", HASH_FIELD, VECTOR_HASH) if key in payloads[i])
+            for i in ids]
     folder = config.index.home_path() / "graphs"
     collection = collection_name(name, run["model_key"])
     path = folder / f"{collection}-{hashlib.sha256(''.join(keys).encode()).hexdigest()[:16]}.npz"
@@ -358,9 +456,9 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
         row = {key: r for r, key in enumerate(old_keys)}
         old_rows = np.array([row.get(key, -1) for key in keys])
         if old.k >= want and (old_rows >= 0).mean() >= UPDATE_ABOVE:
-            graph = update_knn(old, old_rows, vectors, want)
+            graph = update_knn(old, old_rows, vectors, want, precision=config.index.graph_precision)
     if graph is None:
-        graph = knn(vectors, want, config.index.exact_graph_max)
+        graph = knn(vectors, want, config.index.exact_graph_max, config.index.graph_precision)
         if len(ids) > config.index.exact_graph_max:
             rows = np.random.default_rng(0).choice(len(ids), min(RECALL_SAMPLE, len(ids)), replace=False)
             log.info("kNN graph of %d samples by NN-descent: recall@%d %.4f against exact search on %d rows",

@@ -54,12 +54,25 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from .api import embed
+    from .api import embed, import_vectors
+    from .exceptions import ConfigError
 
     config = _config(args, embed={"model": args.model, "pretrained": args.pretrained, "image_size": args.image_size,
-                                  "batch_size": args.batch_size, "device": args.device})
-    with _bar("embedding") as progress:
-        s = embed(args.name, config=config, rebuild=args.rebuild, progress=progress)
+                                  "batch_size": args.batch_size, "device": args.device,
+                                  "precision": args.precision})
+    imported = args.vectors or args.from_field
+    if not imported and (args.ids or args.model_name):
+        raise ConfigError("--ids and --model-name go with --vectors or --from-field")
+    if imported and (args.model or args.pretrained or args.image_size):
+        raise ConfigError("imported vectors have no model: --model, --pretrained and --image-size do not apply "
+                          "(name the run with --model-name)")
+    if imported:
+        with _bar("thumbnails") as progress:
+            s = import_vectors(args.name, args.vectors, args.ids, from_field=args.from_field,
+                               model_name=args.model_name, config=config, rebuild=args.rebuild, progress=progress)
+    else:
+        with _bar("embedding") as progress:
+            s = embed(args.name, config=config, rebuild=args.rebuild, progress=progress)
     print(f"{s.model} ({s.model_key}, {s.dim}-d): {s.embedded}/{s.samples} samples embedded "
           f"({s.computed} computed, {s.cached} cached); {s.upserted} upserted, {s.deleted} removed in {s.collection}")
     for path, err in list(s.failed.items())[:20]:
@@ -206,7 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--image-size", type=int, help="input size for models that take one (efficientnet-lite0)")
     sp.add_argument("--batch-size", type=int)
     sp.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: GPU when present)")
+    sp.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                    help="model arithmetic (default fp32; auto: bf16 where the CPU/GPU runs it fast)")
     sp.add_argument("--rebuild", action="store_true", help="drop and refill the collection")
+    own = sp.add_mutually_exclusive_group()
+    own.add_argument("--vectors", help="import these vectors (.npy, one row per sample) instead of computing them")
+    own.add_argument("--from-field", help="import the vectors in this FiftyOne embeddings field")
+    sp.add_argument("--ids", help="with --vectors: JSON array of the sample id of each row (default: dataset order)")
+    sp.add_argument("--model-name", help="name of an imported run (default vectors:FILE-STEM or field:FIELD)")
     common(sp)
     sp.set_defaults(func=cmd_embed)
 

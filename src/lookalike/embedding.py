@@ -41,6 +41,19 @@ def content_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def hash_files(paths: Sequence[str]) -> tuple[list[str | None], dict[int, str]]:
+    """Each file's :func:`content_hash` (None where it cannot be read) and the errors, by position."""
+    hashes: list[str | None] = []
+    errors: dict[int, str] = {}
+    for i, p in enumerate(paths):
+        try:
+            hashes.append(content_hash(p))
+        except OSError as e:
+            hashes.append(None)
+            errors[i] = f"cannot read file: {e.strerror or e}"
+    return hashes, errors
+
+
 class EmbeddingCache:
     """Vectors by (model key, content hash) in one SQLite file; safe to share between runs and datasets."""
 
@@ -103,6 +116,7 @@ class EmbedResult:
     errors: dict[int, str] = field(default_factory=dict)
     computed: int = 0
     cached: int = 0
+    vector_hashes: dict[int, str] = field(default_factory=dict)  # imported vectors: a digest of each
 
     def matrix(self, indices: Sequence[int]) -> np.ndarray:
         return np.stack([self.vectors[i] for i in indices]).astype(np.float32, copy=False)
@@ -183,13 +197,8 @@ def embed_files(
     progress: Progress | None = None,
 ) -> EmbedResult:
     """Embed image files, reusing cached vectors; see the module docstring."""
-    result = EmbedResult(hashes=[])
-    for i, p in enumerate(paths):
-        try:
-            result.hashes.append(content_hash(p))
-        except OSError as e:
-            result.hashes.append(None)
-            result.errors[i] = f"cannot read file: {e.strerror or e}"
+    hashes, errors = hash_files(paths)
+    result = EmbedResult(hashes=hashes, errors=errors)
     known = cache.get(embedder.key, [h for h in result.hashes if h]) if cache else {}
     todo: dict[str, int] = {}  # hash -> first input index carrying it
     for i, h in enumerate(result.hashes):
