@@ -50,11 +50,13 @@ def bf16_gemm_floor(v: np.ndarray, labels: np.ndarray) -> None:
 
     from lookalike.graph import _block_rows
 
-    low = torch.from_numpy(v).bfloat16()
-    block = _block_rows(len(v), None)
+    low_t = torch.from_numpy(v).T.bfloat16().contiguous()  # as the graph holds them
+    block = _block_rows(len(v), None, bf16=True)
+    out = torch.empty(block, len(v), dtype=torch.bfloat16)
     with torch.inference_mode():
         for start in range(0, len(v), block):
-            low[start:start + block] @ low.T
+            queries = low_t[:, start:start + block].T
+            torch.matmul(queries, low_t, out=out[:len(queries)])
 
 
 def exact_bf16(v: np.ndarray, labels: np.ndarray) -> None:

@@ -122,6 +122,7 @@ def test_rows_bf16_cannot_certify_are_searched_again_in_fp32(monkeypatch: pytest
 
     v = _clustered(np.random.default_rng(7), 800, 32, 0.02)
     monkeypatch.setattr(graph, "LOW_PRECISION_MARGIN", 1)  # too few candidates to certify most rows
+    monkeypatch.setattr(graph, "WIDER_MARGIN", 2)
     bf16 = exact_knn(v, 15, precision="bf16")
     fp32 = exact_knn(v, 15, precision="fp32")
     np.testing.assert_allclose(bf16.sims, fp32.sims, atol=1e-5)
@@ -135,8 +136,11 @@ def test_two_stage_top_k_equals_torch_top_k() -> None:
 
     from lookalike.graph import _top
 
-    scores = torch.from_numpy(np.random.default_rng(8).normal(size=(50, 5000)).astype(np.float32))
-    values, cols = _top(scores, 40)
-    expected = torch.topk(scores, 40, dim=1)
-    np.testing.assert_array_equal(values.numpy(), expected.values.numpy())
-    np.testing.assert_array_equal(cols.numpy(), expected.indices.numpy())
+    for columns in (6400, 6421):  # whole chunks only, and a remainder past the last one
+        scores = torch.from_numpy(np.random.default_rng(8).normal(size=(50, columns)).astype(np.float32))
+        scores[7, -3] = 99.0  # planted in the remainder
+        values, cols = _top(scores, 40)
+        expected = torch.topk(scores, 40, dim=1)
+        np.testing.assert_array_equal(values.numpy(), expected.values.numpy())
+        np.testing.assert_array_equal(cols.numpy(), expected.indices.numpy())
+        assert cols[7, 0] == columns - 3
