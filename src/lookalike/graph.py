@@ -2,9 +2,11 @@
 
 Pure NumPy/torch: rows of L2-normalised vectors in, for each row the ``k`` most similar other rows
 (indices and cosine similarities, most similar first) out. :func:`exact_knn` by blocked matrix products
-(memory stays at ``block x N`` similarities whatever N is); :func:`approximate_knn` by NN-descent
-(pynndescent, which umap-learn brings) for large N; :func:`update_knn` brings a graph up to date after
-samples were added, changed or removed, searching only for what changed.
+(memory stays at ``block x N`` similarities whatever N is), in bf16 where the machine runs it fast, with
+fp32 re-scoring so the graph is the fp32 one; :func:`approximate_knn` by NN-descent (pynndescent, which
+umap-learn brings) for large N; :func:`update_knn` brings a graph up to date after samples were added,
+changed or removed, searching only for what changed; :func:`nearest` serves candidate searches that are
+verified exactly afterwards. ``benchmarks/speed.py`` times them against the bare bf16 product.
 """
 
 from __future__ import annotations
@@ -181,6 +183,26 @@ def _search(base: torch.Tensor, low_t: torch.Tensor | None, rows: np.ndarray, k:
         indices[start:start + len(part)] = cand.numpy()
         sims[start:start + len(part)] = values.float().numpy()
     return indices, sims, redone
+
+
+def nearest(queries: np.ndarray, base: np.ndarray, k: int, precision: str = "auto") -> np.ndarray:
+    """The rows of ``base`` with the ``k`` largest products with each query row, by the exact graph's
+    blocked products (bf16 where fast) and two-stage top-k, without re-scoring: for candidate searches
+    whose every pair is checked exactly afterwards. A query that is also a row of ``base`` finds itself."""
+    import torch
+
+    bf16 = _use_bf16(precision)
+    with torch.inference_mode():
+        q, b = torch.from_numpy(as_vectors(queries)), torch.from_numpy(as_vectors(base))
+        other = b.T.bfloat16().contiguous() if bf16 else b.T
+        block = _block_rows(len(b), None, bf16)
+        buffer = torch.empty(min(block, len(q)), len(b), dtype=other.dtype)
+        out = np.empty((len(q), k), dtype=np.int64)
+        for start in range(0, len(q), block):
+            part = q[start:start + block]
+            s = torch.matmul(part.bfloat16() if bf16 else part, other, out=buffer[:len(part)])
+            out[start:start + len(part)] = _top(s, k)[1].numpy()
+    return out
 
 
 def exact_knn(vectors: np.ndarray, k: int, block: int | None = None, precision: str = "auto") -> KnnGraph:
