@@ -12,7 +12,7 @@ verified exactly afterwards. ``benchmarks/speed.py`` times them against the bare
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +21,7 @@ import numpy as np
 
 from .arrays import as_vectors
 from .exceptions import ConfigError
+from .hardware import use_bf16
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +64,6 @@ def _validate(vectors: np.ndarray, k: int) -> np.ndarray:
     return v
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
 # Candidates kept per row from the bf16 products before exact re-scoring: bf16 rounds a cosine near 0.9 by up
 # to 0.002, so neighbours just past the k-th can swap in; rows the margin cannot certify are searched in fp32.
 LOW_PRECISION_MARGIN = 32
@@ -77,16 +77,6 @@ SCORE_BUDGET = 1 << 29
 
 def _block_rows(n: int, block: int | None, bf16: bool = False) -> int:
     return block or int(np.clip(SCORE_BUDGET // ((2 if bf16 else 4) * max(n, 1)), 64, 4096))
-
-
-def _use_bf16(precision: str) -> bool:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        from .hardware import fast_bf16
-
-        return fast_bf16("cpu")
-    return precision == "bf16"
 
 
 def _top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,6 +136,18 @@ def _certified(base: torch.Tensor, part: torch.Tensor, scores: torch.Tensor, k: 
     return exact[:, :k].contiguous(), cand[:, :k].contiguous(), doubt
 
 
+def _products(queries: Callable[[int, int], torch.Tensor], count: int, other: torch.Tensor,
+              block: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Blocks of products: ``queries(start, stop)`` (rows of queries) times ``other`` (dim x N), ``block`` rows
+    at a time, as (start, scores). One buffer serves every block: fresh pages cost more than the work."""
+    import torch
+
+    buffer = torch.empty(min(block, count), other.shape[1], dtype=other.dtype)
+    for start in range(0, count, block):
+        part = queries(start, min(start + block, count))
+        yield start, torch.matmul(part, other, out=buffer[:len(part)])
+
+
 def _search(base: torch.Tensor, low_t: torch.Tensor | None, rows: np.ndarray, k: int,
             block: int) -> tuple[np.ndarray, np.ndarray, int]:
     """The exact ``k`` nearest rows of ``base`` to each of ``rows`` (itself excluded), ``block`` rows at a
@@ -159,12 +161,14 @@ def _search(base: torch.Tensor, low_t: torch.Tensor | None, rows: np.ndarray, k:
     indices = np.empty((len(rows), k), dtype=np.int64)
     sims = np.empty((len(rows), k), dtype=np.float32)
     redone = 0
-    other = low_t if low_t is not None else base.T
-    buffer = torch.empty(min(block, len(rows)), n, dtype=other.dtype)  # reused: fresh pages cost more than the work
-    for start in range(0, len(rows), block):
-        part = torch.from_numpy(rows[start:start + block])
-        queries = low_t[:, part].T if low_t is not None else base[part]
-        s = torch.matmul(queries, other, out=buffer[:len(part)])
+    query_rows = torch.from_numpy(rows)
+
+    def queries(start: int, stop: int) -> torch.Tensor:
+        part = query_rows[start:stop]
+        return low_t[:, part].T if low_t is not None else base[part]
+
+    for start, s in _products(queries, len(rows), low_t if low_t is not None else base.T, block):
+        part = query_rows[start:start + len(s)]
         s[torch.arange(len(part)), part] = -torch.inf  # not its own neighbour
         if low_t is None:
             values, cand = _top(s, k)
@@ -191,17 +195,13 @@ def nearest(queries: np.ndarray, base: np.ndarray, k: int, precision: str = "aut
     whose every pair is checked exactly afterwards. A query that is also a row of ``base`` finds itself."""
     import torch
 
-    bf16 = _use_bf16(precision)
+    bf16 = use_bf16(precision)
     with torch.inference_mode():
         q, b = torch.from_numpy(as_vectors(queries)), torch.from_numpy(as_vectors(base))
         other = b.T.bfloat16().contiguous() if bf16 else b.T
-        block = _block_rows(len(b), None, bf16)
-        buffer = torch.empty(min(block, len(q)), len(b), dtype=other.dtype)
         out = np.empty((len(q), k), dtype=np.int64)
-        for start in range(0, len(q), block):
-            part = q[start:start + block]
-            s = torch.matmul(part.bfloat16() if bf16 else part, other, out=buffer[:len(part)])
-            out[start:start + len(part)] = _top(s, k)[1].numpy()
+        for start, s in _products(lambda a, z: q[a:z].to(other.dtype), len(q), other, _block_rows(len(b), None, bf16)):
+            out[start:start + len(s)] = _top(s, k)[1].numpy()
     return out
 
 
@@ -217,7 +217,7 @@ def exact_knn(vectors: np.ndarray, k: int, block: int | None = None, precision: 
     import torch
 
     v = _validate(vectors, k)
-    bf16 = _use_bf16(precision)
+    bf16 = use_bf16(precision)
     with torch.inference_mode():
         base = torch.from_numpy(v)
         low_t = base.T.bfloat16().contiguous() if bf16 else None
@@ -284,7 +284,7 @@ def update_knn(old: KnnGraph, old_rows: np.ndarray, vectors: np.ndarray, k: int,
     base = torch.from_numpy(v)
     with torch.inference_mode():
         if len(fresh):  # afresh: every row that is new or lost a neighbour
-            bf16 = _use_bf16(precision)
+            bf16 = use_bf16(precision)
             low_t = base.T.bfloat16().contiguous() if bf16 else None
             indices[fresh], sims[fresh], _ = _search(base, low_t, fresh, k, _block_rows(n, block, bf16))
         added = np.setdiff1d(np.arange(n), kept)

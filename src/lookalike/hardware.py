@@ -13,6 +13,7 @@ import time
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("auto", "fp32", "bf16")
 BF16_SPEEDUP = 1.5  # bf16 must beat fp32 by this much to be used: below it, the re-scoring eats the gain
 
 
@@ -41,3 +42,12 @@ def fast_bf16(device: str = "cpu") -> bool:
     fast = fp32 > BF16_SPEEDUP * bf16
     log.info("bf16 matmul %.1fx the speed of fp32 on %s: %s", fp32 / bf16, device, "used" if fast else "not used")
     return fast
+
+
+def use_bf16(precision: str, device: str = "cpu") -> bool:
+    """Whether a ``precision`` setting (``auto``, ``fp32`` or ``bf16``) means bf16 on ``device``."""
+    from .exceptions import ConfigError
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    return fast_bf16(device) if precision == "auto" else precision == "bf16"
