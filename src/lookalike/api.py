@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import Config, load_config
-from .datasets import find_label_field, get_dataset, sample_table
+from .datasets import find_label_field, get_dataset, sample_table, values_in_order
 from .dedup import DEFAULT_THRESHOLD, find_duplicates, open_for_keypoints
 from .embedding import EmbeddingCache, EmbedResult, Progress, embed_files, hash_files, image_facts_of
 from .exceptions import ConfigError, IndexMismatchError, ModelError, NotEmbeddedError
@@ -474,10 +474,8 @@ def _class_probs(dataset: fo.Dataset, ids: list[str], field: str, classes: list[
     """Model probabilities per class from a Classification field: its logits when the dataset lists the
     field's classes, else its confidence on the predicted class spread evenly over the others."""
     logits_order = dataset.classes.get(field) or dataset.default_classes
-    view = dataset.select(ids, ordered=True)
-    preds = view.values(f"{field}.label")
     if logits_order and dataset.has_field(f"{field}.logits"):
-        logits = view.values(f"{field}.logits")
+        (logits,) = values_in_order(dataset, [f"{field}.logits"], ids)
         out = np.zeros((len(ids), len(classes)), np.float32)
         for i, row in enumerate(logits):
             if row is not None:
@@ -487,7 +485,7 @@ def _class_probs(dataset: fo.Dataset, ids: list[str], field: str, classes: list[
             else:
                 out[i] = 1 / len(classes)
         return out
-    conf = view.values(f"{field}.confidence")
+    preds, conf = values_in_order(dataset, [f"{field}.label", f"{field}.confidence"], ids)
     out = np.zeros((len(ids), len(classes)), np.float32)
     for i, (label, c) in enumerate(zip(preds, conf, strict=True)):
         c = 1.0 if c is None else float(c)
@@ -517,6 +515,7 @@ def mislabels(
     with the neighbours. See :mod:`lookalike.label_issues` for the method.
     """
     import fiftyone as fo
+    from fiftyone import ViewField as F
 
     config = config or load_config()
     dataset = get_dataset(name)
@@ -524,8 +523,7 @@ def mislabels(
     if label_field is None or dataset.get_field(label_field).document_type is not fo.Classification:
         raise ConfigError(f"dataset {name!r} has no Classification label field; mislabels needs class labels")
     ids, graph = knn_graph(name, k, model=model, config=config)
-    view = dataset.select(ids, ordered=True)
-    names = view.values(f"{label_field}.label")
+    names, paths = values_in_order(dataset, [f"{label_field}.label", "filepath"], ids)
     classes = sorted({n for n in names if n is not None})
     code = {c: i for i, c in enumerate(classes)}
     labels = np.array([code.get(n, -1) if n is not None else -1 for n in names])
@@ -542,12 +540,10 @@ def mislabels(
     dataset.set_values("suggested_label", [None if i is None else classes[result.suggested[i]] for i in rows])
     dataset.set_values("suspect_label", [None if i is None else bool(result.flag[i]) for i in rows])
     dataset.untag_samples(SUSPECT_TAG)
-    flagged = [ids[i] for i in np.flatnonzero(result.flag)]
-    dataset.select(flagged).tag_samples(SUSPECT_TAG)
+    dataset.match(F("suspect_label") == True).tag_samples(SUSPECT_TAG)  # noqa: E712 (a query, not a test)
     dataset.save_view(SUSPECT_VIEW, dataset.match_tags(SUSPECT_TAG).sort_by("mislabel_score", reverse=True),
                       overwrite=True)
 
-    paths = view.values("filepath")
     suspects = [
         Suspect(id=sid, filepath=paths[i], label=classes[labels[i]], suggested_label=classes[result.suggested[i]],
                 score=float(result.score[i]), flagged=bool(result.flag[i]))
@@ -613,6 +609,7 @@ def duplicates(
     ``lookalike-duplicates`` and ``lookalike-leaks``; a rerun replaces all of it. Nothing is deleted.
     """
     import fiftyone as fo
+    from fiftyone import ViewField as F
 
     if keep not in ("largest", "train", "first"):
         raise ConfigError(f"unknown keep policy {keep!r}; use largest, train or first")
@@ -621,9 +618,8 @@ def duplicates(
     config = config or load_config()
     dataset = get_dataset(name)
     ids, graph = knn_graph(name, DUPLICATE_NEIGHBOURS, model=model, config=config)
-    view = dataset.select(ids, ordered=True)
-    table = sample_table(view, find_label_field(dataset, config.dataset.label_field))
-    hashes = view.values(HASH_FIELD)
+    table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field), ids)
+    (hashes,) = values_in_order(dataset, [HASH_FIELD], ids)
     cache = EmbeddingCache(config.index.home_path() / "embeddings.sqlite")
     try:
         facts, errors = image_facts_of(table["filepath"], hashes, cache, config.embed.num_workers, progress)
@@ -656,8 +652,9 @@ def duplicates(
     dataset.set_values("duplicate_group", [where[i][0] if i in where else None for i in all_ids])
     dataset.set_values("duplicate_keep", [where[i][1] if i in where else None for i in all_ids])
     dataset.untag_samples([DUPLICATE_TAG, LEAK_TAG])
-    dataset.select(list(where)).tag_samples(DUPLICATE_TAG)
-    dataset.select([m.id for s in result if s.leak for m in s.members]).tag_samples(LEAK_TAG)
+    # Matched by field, not by id: at a million samples the members' ids are too large a request.
+    dataset.exists("duplicate_group").tag_samples(DUPLICATE_TAG)
+    dataset.match(F("duplicate_group").is_in([s.group for s in result if s.leak])).tag_samples(LEAK_TAG)
     in_groups = dataset.match_tags(DUPLICATE_TAG).sort_by("duplicate_group")
     dataset.save_view(DUPLICATES_VIEW, in_groups, overwrite=True)
     dataset.save_view(LEAKS_VIEW, in_groups.match_tags(LEAK_TAG), overwrite=True)
@@ -717,7 +714,7 @@ def compute_map(
     _, graph = knn_graph(name, maps.UMAP_K, model=model, config=config)  # rows in the same (sorted id) order
     unique = maps.uniqueness(graph)
     points = maps.layout(vectors, graph, seed=seed)
-    cluster = maps.clusters(points, min_cluster_size)
+    cluster = maps.clusters(points, min_cluster_size, seed=seed)
 
     for field_name, kind in (("uniqueness", fo.FloatField), ("cluster", fo.IntField)):
         if not dataset.has_field(field_name):
@@ -728,15 +725,17 @@ def compute_map(
     dataset.set_values("cluster", [None if i is None else int(cluster[i]) for i in at])
     if MAP_BRAIN_KEY in dataset.list_brain_runs():
         dataset.delete_brain_run(MAP_BRAIN_KEY)
-    view = dataset.select(ids, ordered=True)
-    fob.compute_visualization(view, points=points, brain_key=MAP_BRAIN_KEY, progress=False)
+    # The whole dataset where every sample is embedded: a view selecting a million ids is too large a request.
+    mapped = dataset if len(at) == len(ids) and None not in at else dataset.select(ids)
+    in_mapped = [row[sid] for sid in mapped.values("id")]
+    fob.compute_visualization(mapped, points=points[in_mapped], brain_key=MAP_BRAIN_KEY, progress=False)
 
     if colour_by == "label":
-        colours = sample_table(view, find_label_field(dataset, config.dataset.label_field))["label"]
+        colours = sample_table(dataset, find_label_field(dataset, config.dataset.label_field), ids)["label"]
     elif colour_by in ("cluster", "uniqueness"):
         colours = list(cluster if colour_by == "cluster" else unique)
     else:
-        colours = view.values(colour_by) if dataset.has_field(colour_by) else [None] * len(ids)
+        colours = values_in_order(dataset, [colour_by], ids)[0] if dataset.has_field(colour_by) else [None] * len(ids)
     path = Path(plot_path) if plot_path else config.index.home_path() / "maps" / f"{name}.png"
     maps.plot(points, colours, path, title=f"{name}: {run['model']} embeddings (UMAP), coloured by {colour_by}")
     sizes = dict(sorted(zip(*(x.tolist() for x in np.unique(cluster, return_counts=True)), strict=True)))

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .graph import KnnGraph, approximate_knn, nearest
+from .graph import KnnGraph, approximate_nearest, nearest
 
 if TYPE_CHECKING:
     import torch
@@ -207,7 +207,7 @@ def _pixel_neighbours(thumbs: np.ndarray, exact_max: int) -> np.ndarray:
     base = _standardise(both).astype(np.float32)
     k = min(2 * (PIXEL_NEIGHBOURS + 1), 2 * n - 1)  # + 1: an image finds itself (or its mirror) first
     if n > exact_max:
-        return approximate_knn(base, k).indices[:n] % n
+        return approximate_nearest(base, k, queries=n) % n
     return nearest(base[:n], base, k) % n  # bf16 where fast: every candidate is verified exactly
 
 

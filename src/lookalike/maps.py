@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import KnnGraph
+from .graph import KnnGraph, exact_knn, nearest
 
 UNIQUENESS_K = 5  # neighbours whose distance makes the score: few, so a tight pair of outliers still scores high
 UMAP_K = 15  # umap-learn's default n_neighbors
 NOISE = -1  # cluster number of points in no cluster
+FIT_MAX = 50_000  # rows a map is fitted on; the rest are placed among them (see layout)
+PLACING_ROUNDS = 8  # rounds of placing rows next to their placed neighbours
 COLOUR_FIELDS = ("label", "cluster", "uniqueness", "mislabel_score", "duplicate_group")  # what can colour a plot
 
 
@@ -28,9 +30,7 @@ def uniqueness(graph: KnnGraph, k: int = UNIQUENESS_K) -> np.ndarray:
     return (distance / top if top > 0 else distance).astype(np.float32)
 
 
-def layout(vectors: np.ndarray, graph: KnnGraph, seed: int = 0, n_neighbors: int = UMAP_K) -> np.ndarray:
-    """A 2-D UMAP layout of the vectors (cosine), fed the shared graph as its neighbours; the same seed
-    gives the same points."""
+def _umap(vectors: np.ndarray, graph: KnnGraph, seed: int, n_neighbors: int) -> np.ndarray:
     import umap
 
     n = len(vectors)
@@ -45,16 +45,63 @@ def layout(vectors: np.ndarray, graph: KnnGraph, seed: int = 0, n_neighbors: int
         return np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
 
 
-def clusters(points: np.ndarray, min_size: int | None = None) -> np.ndarray:
+def _fitted(n: int, seed: int, fit_max: int) -> np.ndarray:
+    """The rows a large map is fitted on: a seeded sample of ``fit_max``, in row order."""
+    return np.sort(np.random.default_rng(seed).choice(n, fit_max, replace=False))
+
+
+def layout(vectors: np.ndarray, graph: KnnGraph, seed: int = 0, n_neighbors: int = UMAP_K,
+           fit_max: int = FIT_MAX) -> np.ndarray:
+    """A 2-D UMAP layout of the vectors (cosine), fed the shared graph as its neighbours; the same seed
+    gives the same points.
+
+    Beyond ``fit_max`` rows UMAP is fitted on a seeded sample of ``fit_max`` (its own exact graph), and every
+    other row is placed at the similarity-weighted mean of its graph neighbours already placed, in rounds
+    outward from the sample; a row none of whose neighbours is ever placed takes its nearest fitted row's
+    place. UMAP's cost and memory grow with N (at 200k rows it held 14 GB); this stays at the sample's."""
+
+    n = len(vectors)
+    if n <= fit_max:
+        return _umap(vectors, graph, seed, n_neighbors)
+    fit = _fitted(n, seed, fit_max)
+    points = np.full((n, 2), np.nan, dtype=np.float32)
+    points[fit] = _umap(vectors[fit], exact_knn(vectors[fit], n_neighbors - 1), seed, n_neighbors)
+    placed = np.zeros(n, dtype=bool)
+    placed[fit] = True
+    for _ in range(PLACING_ROUNDS):
+        rows = np.flatnonzero(~placed)
+        if not len(rows):
+            break
+        neighbours = graph.indices[rows]
+        weights = np.where(placed[neighbours], np.clip(graph.sims[rows], 1e-3, None), 0.0)
+        total = weights.sum(axis=1)
+        ready = total > 0
+        where = np.nan_to_num(points[neighbours[ready]])
+        points[rows[ready]] = (weights[ready, :, None] * where).sum(axis=1) / total[ready, None]
+        placed[rows[ready]] = True
+    left = np.flatnonzero(~placed)
+    if len(left):
+        points[left] = points[fit[nearest(vectors[left], vectors[fit], 1)[:, 0]]]
+    return points
+
+
+def clusters(points: np.ndarray, min_size: int | None = None, seed: int = 0, fit_max: int = FIT_MAX) -> np.ndarray:
     """Density clusters (HDBSCAN) of the 2-D layout: a cluster number per row, ``NOISE`` for rows in none.
-    ``min_size`` defaults to 1% of the rows (at least 5), so the number of clusters does not grow with N."""
+    ``min_size`` defaults to 1% of the rows clustered (at least 5), so the number of clusters does not grow
+    with N. Beyond ``fit_max`` rows, a seeded sample of ``fit_max`` is clustered and every other row takes
+    the cluster of the nearest sampled point in the plane."""
     from sklearn.cluster import HDBSCAN
+    from sklearn.neighbors import KDTree
 
     n = len(points)
     if n < 3:
         return np.full(n, NOISE)
-    size = min_size or max(5, n // 100)
-    return np.asarray(HDBSCAN(min_cluster_size=min(size, n), copy=True).fit_predict(points))
+    fit = _fitted(n, seed, fit_max) if n > fit_max else np.arange(n)
+    size = min_size or max(5, len(fit) // 100)
+    found = np.asarray(HDBSCAN(min_cluster_size=min(size, len(fit)), copy=True).fit_predict(points[fit]))
+    if len(fit) == n:
+        return found
+    return found[KDTree(points[fit]).query(points, k=1, return_distance=False)[:, 0]]
 
 
 def plot(points: np.ndarray, colour: Sequence[object], path: str | Path, title: str = "") -> Path:
@@ -76,10 +123,11 @@ def plot(points: np.ndarray, colour: Sequence[object], path: str | Path, title: 
         sc = ax.scatter(points[:, 0], points[:, 1], c=c, s=size, cmap="viridis", linewidths=0)
         fig.colorbar(sc, ax=ax)
     else:
-        names = sorted({str(v) for v in values})
+        text = np.array([str(v) for v in values])
+        names = sorted(set(text.tolist()))
         cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
         for i, name in enumerate(names):
-            mask = np.array([str(v) == name for v in values])
+            mask = text == name
             ax.scatter(points[mask, 0], points[mask, 1], s=size, color=cmap(i % cmap.N), label=name, linewidths=0)
         if len(names) <= 30:
             ax.legend(markerscale=max(1.0, 6 / size), fontsize=7, loc="best", frameon=False)
