@@ -92,10 +92,14 @@ def test_recommend_agrees_and_pulls_towards_positives(indexes: list, data: tuple
     assert (pos_sim.max(axis=1) > 0.5).all()
 
 
-def test_update_delete_and_fetch(indexes: list, data: tuple) -> None:
+def test_update_delete_and_fetch(indexes: list, data: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lookalike.index
+
     ids, v, payloads = data
+    monkeypatch.setattr(lookalike.index, "_RETRIEVE_BATCH", 7)  # vectors come back in chunks, in order
     for ix in indexes:
         np.testing.assert_allclose(ix.vectors(ids[3:6]), v[3:6], atol=1e-6)
+        np.testing.assert_allclose(ix.vectors(ids[::-1]), v[::-1], atol=1e-6)
         ix.upsert(ids[:1], v[1:2], [{**payloads[0], "label": "moved"}])
         assert ix.payloads()[ids[0]]["label"] == "moved"
         ix.delete(ids[:10])
