@@ -33,7 +33,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def _graph(v: np.ndarray) -> Any:
-    """What lookalike builds: exact up to the default ``exact_graph_max``, NN-descent beyond."""
+    """What lookalike builds: exact up to the default ``exact_graph_max``, approximate (cluster by cluster) beyond."""
     from lookalike.config import IndexConfig
     from lookalike.graph import knn
 

@@ -344,5 +344,6 @@ def test_an_approximate_graph_logs_its_recall(tmp_path: Path, dataset_name: str,
     load(tmp_path / "set", name=dataset_name)
     embed(dataset_name, MODEL)
     knn_graph(dataset_name, 5, config=load_config(overrides={"index": {"exact_graph_max": 10}}))
-    found = re.search(r"NN-descent: recall@(\d+) ([\d.]+) against exact search on 60 rows", lookalike_log.text)
+    found = re.search(r"approximate kNN graph of 60 samples: recall@(\d+) ([\d.]+) against exact search on 60 rows",
+                      lookalike_log.text)
     assert found and int(found.group(1)) == 50 and float(found.group(2)) > 0.9

@@ -115,7 +115,7 @@ def _grid_ids(page: Any) -> list[str]:
     shown: list[str] = []
     for _ in range(30):
         now = [str(t) for t in tags.all_inner_texts()]
-        if now == shown and len(now) == page.locator('[data-cy="looker"]').count():
+        if now and now == shown and len(now) == page.locator('[data-cy="looker"]').count():  # none: re-rendering
             break
         shown = now
         time.sleep(1)

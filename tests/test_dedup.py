@@ -108,7 +108,7 @@ def test_approximate_pixel_search_finds_the_same_copies() -> None:
     facts = [image_facts(im) for im in images]
     hashes = [str(i) for i in range(len(images))]
     exact, _ = find_duplicates(facts, hashes, [None] * len(images))
-    approximate, _ = find_duplicates(facts, hashes, [None] * len(images), exact_max=0)  # NN-descent beyond 0
+    approximate, _ = find_duplicates(facts, hashes, [None] * len(images), exact_max=0)  # approximate beyond 0
     assert [g.members for g in approximate] == [g.members for g in exact] == [[0, 150], [1, 151]]
 
 

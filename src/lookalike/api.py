@@ -423,7 +423,7 @@ def embeddings(name: str, *, model: str | None = None, config: Config | None = N
 def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
               config: Config | None = None) -> tuple[list[str], KnnGraph]:
     """The k-nearest-neighbour graph of an embedding run, with the sample id of each row: exact up to
-    ``config.index.exact_graph_max`` samples, approximate (NN-descent) beyond, its recall then measured
+    ``config.index.exact_graph_max`` samples, approximate (cluster by cluster) beyond, its recall then measured
     against exact search on ``RECALL_SAMPLE`` rows and logged.
 
     Computed once from the indexed vectors and stored beside the store (with at least ``GRAPH_K``
@@ -461,7 +461,7 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
         graph = knn(vectors, want, config.index.exact_graph_max, config.index.graph_precision)
         if len(ids) > config.index.exact_graph_max:
             rows = np.random.default_rng(0).choice(len(ids), min(RECALL_SAMPLE, len(ids)), replace=False)
-            log.info("kNN graph of %d samples by NN-descent: recall@%d %.4f against exact search on %d rows",
+            log.info("approximate kNN graph of %d samples: recall@%d %.4f against exact search on %d rows",
                      len(ids), want, recall(graph, vectors, rows), len(rows))
     folder.mkdir(parents=True, exist_ok=True)
     for stale in stored:

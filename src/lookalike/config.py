@@ -60,9 +60,8 @@ class IndexConfig:
     api_key: str | None = field(default=None, repr=False)
     home: str | None = None
     # Above this many samples the kNN graph (and the duplicate finder's pixel search) is approximate
-    # (NN-descent): exact costs N^2 x dim. benchmarks/speed.py on 2 cores: the exact bf16 graph took 33.9 s at
-    # 60k x 1280 and 36.2 s at 100k x 512; NN-descent 93.8 s at 60k x 1280, about 30 s of it numba compiling
-    # in each fresh process.
+    # (searched cluster by cluster, graph.PROBES): exact costs N^2 x dim. benchmarks/speed.py on 2 cores: the
+    # exact bf16 graph took 33.9 s at 60k x 1280 and 36.2 s at 100k x 512.
     exact_graph_max: int = 100_000
     # The exact graph's products: auto (bf16 candidates re-scored in fp32 where bf16 is fast), bf16 or fp32.
     # The graph is the fp32 one either way (benchmarks/speed.py checks recall@50 against fp32).
