@@ -236,7 +236,8 @@ def import_vectors(
     try:
         hashes, errors = hash_files([table["filepath"][i] for i in rows])
         _, decode_errors = image_facts_of([table["filepath"][i] for i, h in zip(rows, hashes, strict=True) if h],
-                                          [h for h in hashes if h], cache, config.embed.num_workers, progress)
+                                          [h for h in hashes if h], cache, config.embed.num_workers, progress,
+                                          keep=False)
     finally:
         cache.close()
     for i, h in zip(rows, hashes, strict=True):
