@@ -114,6 +114,8 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--workdir", default="/tmp/lookalike-scale")
     p.add_argument("--no-incremental", action="store_true", help="stop after the full run (no +1%% run)")
+    p.add_argument("--analyses-only", action="store_true",
+                   help="reuse the loaded, embedded dataset of an earlier run and time only the analyses")
     args = p.parse_args()
     work = Path(args.workdir)
     root, name = work / "images", f"scale-{args.n}"
@@ -124,14 +126,16 @@ def main() -> None:
     added = max(1, args.n // 100)
     results: list[dict[str, object]] = []
     print(f"{'stage':<40} {'seconds':>9} {'peak RSS MB':>12}")
-    t = time.perf_counter()
-    write_images(root, 0, args.n)
-    print(f"{'(data: image files written)':<40} {time.perf_counter() - t:>9.1f}", flush=True)
-    full = 0.0
-    full += stage("load", [*cli, "load", str(root), "--name", name], env, results)
-    write_vectors(name, args.n, args.dim, work / "vectors.npy", env)
     vectors = [str(work / "vectors.npy"), "--ids", str(work / "vectors.ids.json")]
-    full += stage("embed --vectors (import + thumbnails)", [*cli, "embed", name, "--vectors", *vectors], env, results)
+    full = 0.0
+    if not args.analyses_only:
+        t = time.perf_counter()
+        write_images(root, 0, args.n)
+        print(f"{'(data: image files written)':<40} {time.perf_counter() - t:>9.1f}", flush=True)
+        full += stage("load", [*cli, "load", str(root), "--name", name], env, results)
+        write_vectors(name, args.n, args.dim, work / "vectors.npy", env)
+        full += stage("embed --vectors (import + thumbnails)", [*cli, "embed", name, "--vectors", *vectors], env,
+                      results)
     analyses = [("mislabels (builds the graph)", ["mislabels", name, "--json"]),
                 ("duplicates", ["duplicates", name, "--json"]), ("map", ["map", name])]
     analysed = 0.0
@@ -139,12 +143,13 @@ def main() -> None:
         analysed += stage(label, [*cli, *command], env, results)
     full += analysed
     print(f"{'graph + all analyses':<40} {analysed:>9.1f}")
-    print(f"{'full run':<40} {full:>9.1f}")
+    if not args.analyses_only:
+        print(f"{'full run':<40} {full:>9.1f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"scale-{args.n}.json"
     out.write_text(json.dumps({"n": args.n, "dim": args.dim, "stages": results, "analyses_s": analysed,
                                "full_s": full}, indent=2))
-    if args.no_incremental:
+    if args.no_incremental or args.analyses_only:
         return
 
     write_images(root, args.n, args.n + added)

@@ -277,6 +277,42 @@ def test_map_is_seeded_finds_the_planted_clusters_and_lands_in_the_app(tmp_path:
     assert get_dataset(dataset_name).list_brain_runs(type="visualization") == [first.brain_key]  # replaced, not stacked
 
 
+def test_a_map_after_a_few_added_samples_places_only_them(tmp_path: Path, dataset_name: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import lookalike.maps
+    from conftest import write_blobs
+    from lookalike.api import compute_map
+    from lookalike.datasets import get_dataset
+
+    for colour, seed in (("red", 1), ("green", 2), ("blue", 3)):
+        write_blobs(tmp_path / "colours" / colour, colour, 15, seed=seed)
+    load(tmp_path / "colours", name=dataset_name)
+    embed(dataset_name, "efficientnet-lite0", image_size=64)
+    first = compute_map(dataset_name, plot_path=tmp_path / "map.png", min_cluster_size=5)
+    ds = get_dataset(dataset_name)
+    before = dict(zip(ds.values("id"), ds.load_brain_results(first.brain_key).points.tolist(), strict=True))
+    clusters_before = dict(zip(ds.values("id"), ds.values("cluster"), strict=True))
+    write_blobs(tmp_path / "colours" / "red", "red", 1, seed=7)  # 2 new of 47: placed, not fitted
+    write_blobs(tmp_path / "colours" / "blue", "blue", 1, seed=8)
+    load(tmp_path / "colours", name=dataset_name)
+    embed(dataset_name, "efficientnet-lite0", image_size=64)
+
+    def no_refit(*args: object) -> None:
+        raise AssertionError("the map should have been updated, not fitted anew")
+
+    monkeypatch.setattr(lookalike.maps, "_umap", no_refit)
+    compute_map(dataset_name, plot_path=tmp_path / "map.png", min_cluster_size=5)
+    ds = get_dataset(dataset_name)
+    after = dict(zip(ds.values("id"), ds.load_brain_results(first.brain_key).points.tolist(), strict=True))
+    assert len(after) == 47 and all(after[sid] == point for sid, point in before.items())  # kept as they were
+    cluster_of = dict(zip(ds.values("id"), ds.values("cluster"), strict=True))
+    assert all(cluster_of[sid] == c for sid, c in clusters_before.items())
+    label_of = dict(zip(ds.values("id"), ds.values("ground_truth.label"), strict=True))
+    for sid in set(after) - set(before):  # each new one joins its own colour's cluster
+        own = {clusters_before[o] for o in before if label_of[o] == label_of[sid]}
+        assert own == {cluster_of[sid]}
+
+
 def test_added_samples_update_the_stored_graph(tmp_path: Path, dataset_name: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import lookalike.api

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import Config, load_config
-from .datasets import find_label_field, get_dataset, sample_table, values_in_order
+from .datasets import find_label_field, get_dataset, sample_table, values_in_order, write_fields
 from .dedup import DEFAULT_THRESHOLD, find_duplicates, open_for_keypoints
 from .embedding import EmbeddingCache, EmbedResult, Progress, embed_files, hash_files, image_facts_of
 from .exceptions import ConfigError, IndexMismatchError, ModelError, NotEmbeddedError
@@ -432,13 +432,18 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
     stay the same. After samples are added, changed or removed, the stored graph is updated: only new and
     changed samples, and those that lost a neighbour, are searched again.
     """
+    ids, _, graph = _graph_of(name, k, model, config)
+    return ids, graph
+
+
+def _graph_of(name: str, k: int, model: str | None, config: Config | None) -> tuple[list[str], list[str], KnnGraph]:
+    """:func:`knn_graph`, with each row's key: its sample id and content (a changed image is a changed row)."""
     config = config or load_config()
     run = get_run(get_dataset(name), model)
     index = open_run_index(run, config)
     payloads = index.payloads()
     ids = sorted(payloads)
     k = min(k, len(ids) - 1)
-    # Rows are keyed by sample id and content: a changed image is a changed row.
     keys = [":".join(str(payloads[i][key]) for key in ("sample_id", HASH_FIELD, VECTOR_HASH) if key in payloads[i])
             for i in ids]
     folder = config.index.home_path() / "graphs"
@@ -447,7 +452,7 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
     if path.is_file():
         kept, _ = KnnGraph.load(path)
         if kept.k >= k:
-            return ids, kept.first(k)
+            return ids, keys, kept.first(k)
     want = min(max(k, GRAPH_K), len(ids) - 1)
     vectors = index.vectors(ids)
     graph: KnnGraph | None = None
@@ -468,7 +473,7 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
     for stale in stored:
         stale.unlink()
     graph.save(path, keys)
-    return ids, graph.first(k)
+    return ids, keys, graph.first(k)
 
 
 def _class_probs(dataset: fo.Dataset, ids: list[str], field: str, classes: list[str]) -> np.ndarray:
@@ -531,15 +536,12 @@ def mislabels(
     pred = _class_probs(dataset, ids, prediction_field, classes) if prediction_field else None
     result = find_mislabels(graph, labels, n_classes=len(classes), pred_probs=pred, max_support=max_support)
 
-    for field_name, kind in (("mislabel_score", fo.FloatField), ("suggested_label", fo.StringField),
-                             ("suspect_label", fo.BooleanField)):
-        if not dataset.has_field(field_name):
-            dataset.add_sample_field(field_name, kind)
-    scored = {sid: i for i, sid in enumerate(ids) if labels[i] >= 0}
-    rows = [scored.get(sid) for sid in dataset.values("id")]  # None: unlabeled or not embedded
-    dataset.set_values("mislabel_score", [None if i is None else float(result.score[i]) for i in rows])
-    dataset.set_values("suggested_label", [None if i is None else classes[result.suggested[i]] for i in rows])
-    dataset.set_values("suspect_label", [None if i is None else bool(result.flag[i]) for i in rows])
+    scored = {sid: i for i, sid in enumerate(ids) if labels[i] >= 0}  # unlabeled or not embedded: None
+    write_fields(dataset, {
+        "mislabel_score": (fo.FloatField, {sid: float(result.score[i]) for sid, i in scored.items()}),
+        "suggested_label": (fo.StringField, {sid: classes[result.suggested[i]] for sid, i in scored.items()}),
+        "suspect_label": (fo.BooleanField, {sid: bool(result.flag[i]) for sid, i in scored.items()}),
+    })
     dataset.untag_samples(SUSPECT_TAG)
     dataset.match(F("suspect_label") == True).tag_samples(SUSPECT_TAG)  # noqa: E712 (a query, not a test)
     dataset.save_view(SUSPECT_VIEW, dataset.match_tags(SUSPECT_TAG).sort_by("mislabel_score", reverse=True),
@@ -645,13 +647,10 @@ def duplicates(
                              split=table["split"][rows[m]], keep=m == g.keep) for m in g.members]
         result.append(DuplicateSet(group=number, kind=g.kind, leak=g.leak, splits=g.splits, members=members))
 
-    for field_name, kind in (("duplicate_group", fo.IntField), ("duplicate_keep", fo.BooleanField)):
-        if not dataset.has_field(field_name):
-            dataset.add_sample_field(field_name, kind)
-    where = {m.id: (s.group, m.keep) for s in result for m in s.members}
-    all_ids = dataset.values("id")
-    dataset.set_values("duplicate_group", [where[i][0] if i in where else None for i in all_ids])
-    dataset.set_values("duplicate_keep", [where[i][1] if i in where else None for i in all_ids])
+    write_fields(dataset, {
+        "duplicate_group": (fo.IntField, {m.id: s.group for s in result for m in s.members}),
+        "duplicate_keep": (fo.BooleanField, {m.id: m.keep for s in result for m in s.members}),
+    })
     dataset.untag_samples([DUPLICATE_TAG, LEAK_TAG])
     # Matched by field, not by id: at a million samples the members' ids are too large a request.
     dataset.exists("duplicate_group").tag_samples(DUPLICATE_TAG)
@@ -679,6 +678,36 @@ class EmbeddingMap:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+MAP_REFIT_ABOVE = 0.1  # share of rows placed since a map was last fitted beyond which it is fitted anew
+
+
+def _earlier_map(path: Path, keys: list[str], seed: int, min_size: int | None
+                 ) -> tuple[np.ndarray | None, np.ndarray | None, int | None]:
+    """The points and clusters of the last map of these rows, NaN / ``maps.UNKNOWN`` where a row is new, and
+    the rows that map was fitted on; all None (fit anew) where there is none, it was made with other
+    settings, or more than ``MAP_REFIT_ABOVE`` of the rows would be placed rather than fitted."""
+    from . import maps
+
+    if not path.is_file():
+        return None, None, None
+    with np.load(path) as old:
+        if int(old["seed"]) != seed or int(old["min_size"]) != (min_size or 0):
+            return None, None, None
+        fitted = int(old["fitted"])
+        if len(keys) > (1 + MAP_REFIT_ABOVE) * fitted:
+            return None, None, None
+        row = {key: r for r, key in enumerate(old["keys"].tolist())}
+        at = np.array([row.get(key, -1) for key in keys])
+        if (at < 0).mean() > MAP_REFIT_ABOVE:
+            return None, None, None
+        known = at >= 0
+        points = np.full((len(keys), 2), np.nan, dtype=np.float32)
+        points[known] = old["points"][at[known]]
+        clusters = np.full(len(keys), maps.UNKNOWN)
+        clusters[known] = old["cluster"][at[known]]
+    return points, clusters, fitted
 
 
 def compute_map(
@@ -712,18 +741,20 @@ def compute_map(
     ids, vectors = embeddings(name, model=model, config=config)
     if len(ids) < 4:
         raise ConfigError(f"dataset {name!r} has {len(ids)} embedded samples; a map needs at least 4")
-    _, graph = knn_graph(name, maps.UMAP_K, model=model, config=config)  # rows in the same (sorted id) order
+    _, keys, graph = _graph_of(name, maps.UMAP_K, model, config)  # rows in the same (sorted id) order
     unique = maps.uniqueness(graph)
-    points = maps.layout(vectors, graph, seed=seed)
-    cluster = maps.clusters(points, min_cluster_size, seed=seed)
+    state = config.index.home_path() / "maps" / f"{collection_name(name, run['model_key'])}.npz"
+    known_points, known_clusters, fitted = _earlier_map(state, keys, seed, min_cluster_size)
+    points = maps.layout(vectors, graph, seed=seed, known=known_points)
+    cluster = maps.clusters(points, min_cluster_size, seed=seed, known=known_clusters)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(state, keys=np.array(keys), points=points, cluster=cluster, seed=seed,
+             min_size=min_cluster_size or 0, fitted=fitted or len(keys))
 
-    for field_name, kind in (("uniqueness", fo.FloatField), ("cluster", fo.IntField)):
-        if not dataset.has_field(field_name):
-            dataset.add_sample_field(field_name, kind)
+    write_fields(dataset, {"uniqueness": (fo.FloatField, {sid: float(u) for sid, u in zip(ids, unique, strict=True)}),
+                           "cluster": (fo.IntField, {sid: int(c) for sid, c in zip(ids, cluster, strict=True)})})
     row = {sid: i for i, sid in enumerate(ids)}
     at = [row.get(sid) for sid in dataset.values("id")]
-    dataset.set_values("uniqueness", [None if i is None else float(unique[i]) for i in at])
-    dataset.set_values("cluster", [None if i is None else int(cluster[i]) for i in at])
     if MAP_BRAIN_KEY in dataset.list_brain_runs():
         dataset.delete_brain_run(MAP_BRAIN_KEY)
     # The whole dataset where every sample is embedded: a view selecting a million ids is too large a request.

@@ -16,6 +16,7 @@ from .graph import KnnGraph, exact_knn, nearest
 UNIQUENESS_K = 5  # neighbours whose distance makes the score: few, so a tight pair of outliers still scores high
 UMAP_K = 15  # umap-learn's default n_neighbors
 NOISE = -1  # cluster number of points in no cluster
+UNKNOWN = -2  # cluster number of a row not clustered yet (see clusters)
 FIT_MAX = 50_000  # rows a map is fitted on; the rest are placed among them (see layout)
 PLACING_ROUNDS = 8  # rounds of placing rows next to their placed neighbours
 COLOUR_FIELDS = ("label", "cluster", "uniqueness", "mislabel_score", "duplicate_group")  # what can colour a plot
@@ -51,23 +52,33 @@ def _fitted(n: int, seed: int, fit_max: int) -> np.ndarray:
 
 
 def layout(vectors: np.ndarray, graph: KnnGraph, seed: int = 0, n_neighbors: int = UMAP_K,
-           fit_max: int = FIT_MAX) -> np.ndarray:
+           fit_max: int = FIT_MAX, known: np.ndarray | None = None) -> np.ndarray:
     """A 2-D UMAP layout of the vectors (cosine), fed the shared graph as its neighbours; the same seed
     gives the same points.
 
     Beyond ``fit_max`` rows UMAP is fitted on a seeded sample of ``fit_max`` (its own exact graph), and every
-    other row is placed at the similarity-weighted mean of its graph neighbours already placed, in rounds
-    outward from the sample; a row none of whose neighbours is ever placed takes its nearest fitted row's
-    place. UMAP's cost and memory grow with N (at 200k rows it held 14 GB); this stays at the sample's."""
-
+    other row is placed among them (see :func:`place`). UMAP's cost and memory grow with N (at 200k rows it
+    held 14 GB); this stays at the sample's. ``known``: the points of an earlier layout of these rows, NaN
+    where a row is new; only the new rows are placed, so a map updated after 1% more samples keeps its shape
+    and costs a fraction of a new one."""
     n = len(vectors)
+    if known is not None:
+        points = np.array(known, dtype=np.float32)
+        return place(points, np.flatnonzero(~np.isnan(points[:, 0])), vectors, graph)
     if n <= fit_max:
         return _umap(vectors, graph, seed, n_neighbors)
     fit = _fitted(n, seed, fit_max)
     points = np.full((n, 2), np.nan, dtype=np.float32)
     points[fit] = _umap(vectors[fit], exact_knn(vectors[fit], n_neighbors - 1), seed, n_neighbors)
-    placed = np.zeros(n, dtype=bool)
-    placed[fit] = True
+    return place(points, fit, vectors, graph)
+
+
+def place(points: np.ndarray, anchors: np.ndarray, vectors: np.ndarray, graph: KnnGraph) -> np.ndarray:
+    """``points`` with every row but ``anchors`` placed at the similarity-weighted mean of its graph
+    neighbours already placed, in rounds outward from the anchors; a row none of whose neighbours is ever
+    placed takes its nearest anchor's place."""
+    placed = np.zeros(len(points), dtype=bool)
+    placed[anchors] = True
     for _ in range(PLACING_ROUNDS):
         rows = np.flatnonzero(~placed)
         if not len(rows):
@@ -81,19 +92,23 @@ def layout(vectors: np.ndarray, graph: KnnGraph, seed: int = 0, n_neighbors: int
         placed[rows[ready]] = True
     left = np.flatnonzero(~placed)
     if len(left):
-        points[left] = points[fit[nearest(vectors[left], vectors[fit], 1)[:, 0]]]
+        points[left] = points[anchors[nearest(vectors[left], vectors[anchors], 1)[:, 0]]]
     return points
 
 
-def clusters(points: np.ndarray, min_size: int | None = None, seed: int = 0, fit_max: int = FIT_MAX) -> np.ndarray:
+def clusters(points: np.ndarray, min_size: int | None = None, seed: int = 0, fit_max: int = FIT_MAX,
+             known: np.ndarray | None = None) -> np.ndarray:
     """Density clusters (HDBSCAN) of the 2-D layout: a cluster number per row, ``NOISE`` for rows in none.
     ``min_size`` defaults to 1% of the rows clustered (at least 5), so the number of clusters does not grow
     with N. Beyond ``fit_max`` rows, a seeded sample of ``fit_max`` is clustered and every other row takes
-    the cluster of the nearest sampled point in the plane."""
+    the cluster of the nearest sampled point in the plane. ``known``: the clusters of an earlier run,
+    ``UNKNOWN`` where a row is new; only new rows are assigned, each to its nearest known row's cluster."""
     from sklearn.cluster import HDBSCAN
-    from sklearn.neighbors import KDTree
 
     n = len(points)
+    if known is not None:
+        old = np.flatnonzero(known != UNKNOWN)
+        return _nearest_of(points[old], known[old], points, keep=known)
     if n < 3:
         return np.full(n, NOISE)
     fit = _fitted(n, seed, fit_max) if n > fit_max else np.arange(n)
@@ -101,7 +116,20 @@ def clusters(points: np.ndarray, min_size: int | None = None, seed: int = 0, fit
     found = np.asarray(HDBSCAN(min_cluster_size=min(size, len(fit)), copy=True).fit_predict(points[fit]))
     if len(fit) == n:
         return found
-    return found[KDTree(points[fit]).query(points, k=1, return_distance=False)[:, 0]]
+    return _nearest_of(points[fit], found, points)
+
+
+def _nearest_of(where: np.ndarray, values: np.ndarray, points: np.ndarray,
+                keep: np.ndarray | None = None) -> np.ndarray:
+    """For each of ``points``, the value of the nearest of ``where`` in the plane (rows of ``keep`` other
+    than ``UNKNOWN`` keep theirs)."""
+    from sklearn.neighbors import KDTree
+
+    out = np.array(keep) if keep is not None else np.empty(len(points), dtype=values.dtype)
+    todo = np.flatnonzero(out == UNKNOWN) if keep is not None else np.arange(len(points))
+    if len(todo):
+        out[todo] = values[KDTree(where).query(points[todo], k=1, return_distance=False)[:, 0]]
+    return out
 
 
 def plot(points: np.ndarray, colour: Sequence[object], path: str | Path, title: str = "") -> Path:
