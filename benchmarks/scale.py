@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from common import embeddings, fashion_mnist
+from lookalike.database import start_private_database
 
 RESULTS = Path(__file__).parent / "results"
 CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle-boot")
@@ -119,6 +120,8 @@ def main() -> None:
     args = p.parse_args()
     work = Path(args.workdir)
     root, name = work / "images", f"scale-{args.n}"
+    # Its own mongod: FiftyOne attaches to any database service running on the machine (a test suite's).
+    start_private_database(work / "db")
     env = {**os.environ, "HOME": str(work / "home"), "FIFTYONE_DATABASE_DIR": str(work / "db"),
            "LOOKALIKE_HOME": str(work / "lookalike"), "FIFTYONE_DATABASE_VALIDATION": "false",
            "FIFTYONE_DO_NOT_TRACK": "true"}

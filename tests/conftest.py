@@ -19,6 +19,11 @@ os.environ["LOOKALIKE_HOME"] = str(_ROOT / "lookalike")
 for var in ("LOOKALIKE_MODEL", "LOOKALIKE_QDRANT_URL", "LOOKALIKE_QDRANT_API_KEY", "LOOKALIKE_DEVICE"):
     os.environ.pop(var, None)
 
+from lookalike.database import start_private_database  # noqa: E402
+
+# Its own mongod: FiftyOne would attach to any database service already running on the machine.
+start_private_database(_ROOT / "db")
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
