@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,7 +41,8 @@ def test_real_photos_exact_near_distinct_and_leaks() -> None:
     images = [cat, coffee, rocket, astronaut, near, coffee.copy()]  # 4: near copy of 0; 5: same pixels as 1
     hashes = ["a", "b", "c", "d", "e", "f"]  # different files
     splits = ["train", "train", "train", "train", "test", "train"]
-    groups, scores = find_duplicates([image_facts(im) for im in images], hashes, splits, policy="largest")
+    groups, verified = find_duplicates([image_facts(im) for im in images], hashes, splits, policy="largest")
+    scores = verified.best()
     by_members = {tuple(g.members): g for g in groups}
     assert set(by_members) == {(0, 4), (1, 5)}
     cat_group, coffee_group = by_members[(0, 4)], by_members[(1, 5)]
@@ -79,7 +81,8 @@ def test_threshold_separates_a_copy_just_above_from_an_image_just_below() -> Non
     above[CENTRE, CENTRE] = _with_noise(centre, 0.93, rng)
     below[CENTRE, CENTRE] = _with_noise(centre, 0.87, rng)
     facts = [ImageFacts(str(i), t.astype(np.float32), THUMB, THUMB) for i, t in enumerate((base, above, below))]
-    groups, scores = find_duplicates(facts, ["a", "b", "c"], [None] * 3, threshold=0.9)
+    groups, verified = find_duplicates(facts, ["a", "b", "c"], [None] * 3, threshold=0.9)
+    scores = verified.best()
     assert scores[(0, 1)] == pytest.approx(0.93, abs=0.01)
     assert scores[(0, 2)] == pytest.approx(0.87, abs=0.01)
     assert [g.members for g in groups] == [[0, 1]]
@@ -96,7 +99,8 @@ def test_a_copy_stands_out_of_a_crowd_of_look_alikes() -> None:
         t[CENTRE, CENTRE] = _with_noise(base[CENTRE, CENTRE], target, rng)
         thumbs.append(t)
     facts = [ImageFacts(str(i), t.astype(np.float32), THUMB, THUMB) for i, t in enumerate(thumbs)]
-    groups, scores = find_duplicates(facts, list("abcdef"), [None] * 6, threshold=0.9)
+    groups, verified = find_duplicates(facts, list("abcdef"), [None] * 6, threshold=0.9)
+    scores = verified.best()
     assert min(scores[(0, i)] for i in range(1, 5)) > 0.95
     assert [g.members for g in groups] == [[0, 5]]
 
@@ -152,7 +156,8 @@ def test_heavy_crop_and_rotation_are_found_by_keypoints(lookalike_log: pytest.Lo
 
     without, _ = find_duplicates(facts, hashes, [None] * n, graph=graph)
     assert without == []
-    groups, scores = find_duplicates(facts, hashes, [None] * n, graph=graph, open_image=images.__getitem__)
+    groups, verified = find_duplicates(facts, hashes, [None] * n, graph=graph, open_image=images.__getitem__)
+    scores = verified.best()
     assert [g.members for g in groups] == [[0, 6], [1, 7]]
     assert scores[(0, 6)] >= 0.95 and scores[(1, 7)] >= 0.95
     assert max(s for (i, j), s in scores.items() if (i, j) not in ((0, 6), (1, 7))) < 0.8
@@ -167,6 +172,46 @@ def test_heavy_crop_and_rotation_are_found_by_keypoints(lookalike_log: pytest.Lo
     assert "truncated file" in lookalike_log.text
 
 
+def test_an_update_verifies_only_pairs_with_new_images(tmp_path: Path) -> None:
+    """An earlier run's verified pairs are reused: adding a copy matches keypoints only around it, and the
+    groups are those of a run from scratch."""
+    from skimage import data
+
+    from lookalike.dedup import DEFAULT_CANDIDATE_COSINE, Verified
+    from lookalike.graph import KnnGraph
+
+    photos = [Image.fromarray(a).convert("RGB") for a in (data.astronaut(), data.coffee(), data.rocket(),
+                                                          data.camera(), data.coins(), data.chelsea())]
+    images = [*photos, heavy_crop(photos[0]), photos[1].rotate(10, Image.Resampling.BICUBIC)]
+    twin = {0: 6, 6: 0, 1: 7, 7: 1}
+
+    def graph_of(m: int) -> KnnGraph:  # the others in turn, an image's copy (if there) first
+        order = [[twin.get(i, 0)] * (twin.get(i, m) < m) + [j for j in range(m) if j not in (i, twin.get(i, -1))]
+                 for i in range(m)]
+        return KnnGraph(indices=np.array(order), sims=np.full((m, m - 1), 0.5, np.float32))
+
+    facts = [image_facts(im) for im in images]
+    hashes = [str(i) for i in range(len(images))]
+    first, verified = find_duplicates(facts[:7], hashes[:7], [None] * 7, graph=graph_of(7),
+                                      open_image=images.__getitem__)
+    assert [g.members for g in first] == [[0, 6]]
+    verified.save(tmp_path / "pairs.npz", hashes[:7], DEFAULT_CANDIDATE_COSINE, True)
+    earlier = Verified.load(tmp_path / "pairs.npz", hashes, DEFAULT_CANDIDATE_COSINE, True)
+    assert earlier is not None and earlier.covered is not None and earlier.covered.tolist() == [True] * 7 + [False]
+    assert Verified.load(tmp_path / "pairs.npz", hashes, 0.5, True) is None  # other settings: from scratch
+
+    opened: list[int] = []
+
+    def open_image(i: int) -> Image.Image:
+        opened.append(i)
+        return images[i]
+
+    groups, _ = find_duplicates(facts, hashes, [None] * 8, graph=graph_of(8), open_image=open_image, earlier=earlier)
+    scratch, _ = find_duplicates(facts, hashes, [None] * 8, graph=graph_of(8), open_image=images.__getitem__)
+    assert [g.members for g in groups] == [g.members for g in scratch] == [[0, 6], [1, 7]]
+    assert 7 in opened and not {3, 4, 5, 6} & set(opened)  # only the new image and its neighbours
+
+
 def test_blank_images_are_no_copies_of_anything() -> None:
     """Against a blank window a correlation is undefined; rounding once scored blank images far above 1."""
     from skimage import data
@@ -175,8 +220,9 @@ def test_blank_images_are_no_copies_of_anything() -> None:
                                                                           data.astronaut(), data.coffee())]
     blanks = [Image.new("L", (128, 128), level) for level in (0, 40, 255)]
     images = photos + blanks
-    groups, scores = find_duplicates([image_facts(im) for im in images], [str(i) for i in range(len(images))],
-                                     [None] * len(images))
+    groups, verified = find_duplicates([image_facts(im) for im in images], [str(i) for i in range(len(images))],
+                                       [None] * len(images))
+    scores = verified.best()
     assert groups == []
     assert any(j >= len(photos) for _, j in scores)  # blanks were candidates, and were turned down
     assert max(scores.values()) <= 1.0

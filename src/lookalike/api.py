@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, sample_table, values_in_order, write_fields
-from .dedup import DEFAULT_THRESHOLD, find_duplicates, open_for_keypoints
+from .dedup import DEFAULT_CANDIDATE_COSINE, DEFAULT_THRESHOLD, Verified, find_duplicates, open_for_keypoints
 from .embedding import EmbeddingCache, EmbedResult, Progress, embed_files, hash_files, image_facts_of
 from .exceptions import ConfigError, IndexMismatchError, ModelError, NotEmbeddedError
 from .graph import KnnGraph, knn, recall, update_knn
@@ -610,6 +610,8 @@ def duplicates(
     or ``first``. Writes ``duplicate_group`` (a group number) and ``duplicate_keep`` (the plan) to the
     members, tags them ``duplicate`` (and ``leak`` where a group spans splits) and saves the views
     ``lookalike-duplicates`` and ``lookalike-leaks``; a rerun replaces all of it. Nothing is deleted.
+    The pairs verified are kept beside the store: a rerun after a few images were added verifies only
+    pairs with those.
     """
     import fiftyone as fo
     from fiftyone import ViewField as F
@@ -635,11 +637,17 @@ def duplicates(
     keep_rows[rows] = np.arange(len(rows))
     sub = KnnGraph(indices=keep_rows[graph.indices[rows]], sims=np.where(keep_rows[graph.indices[rows]] >= 0,
                                                                           graph.sims[rows], -1.0))
-    groups, _ = find_duplicates([facts[hashes[i]] for i in rows], [hashes[i] for i in rows],
-                                [table["split"][i] for i in rows], graph=sub, threshold=threshold, policy=keep,
-                                exact_max=config.index.exact_graph_max, progress=progress,
-                                open_image=(lambda r: open_for_keypoints(table["filepath"][rows[r]])) if keypoints
-                                else None)
+    content = [hashes[i] for i in rows]
+    run_key = get_run(dataset, model)["model_key"]
+    state = config.index.home_path() / "duplicates" / f"{collection_name(name, run_key)}.npz"
+    earlier = Verified.load(state, content, DEFAULT_CANDIDATE_COSINE, keypoints)
+    if earlier is not None and earlier.covered is not None and earlier.covered.mean() < UPDATE_ABOVE:
+        earlier = None  # mostly new images: verify from scratch
+    groups, verified = find_duplicates(
+        [facts[hashes[i]] for i in rows], content, [table["split"][i] for i in rows], graph=sub, threshold=threshold,
+        policy=keep, exact_max=config.index.exact_graph_max, progress=progress, earlier=earlier,
+        open_image=(lambda r: open_for_keypoints(table["filepath"][rows[r]])) if keypoints else None)
+    verified.save(state, content, DEFAULT_CANDIDATE_COSINE, keypoints)
 
     result = []
     for number, g in enumerate(groups):

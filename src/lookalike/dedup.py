@@ -36,6 +36,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -182,42 +183,66 @@ def _aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 512)
     return out
 
 
+def _pairs(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Pairs ``(i, j)`` as distinct rows ``(min, max)`` of an (m, 2) int64 array, self-pairs left out."""
+    i, j = np.asarray(i, dtype=np.int64).ravel(), np.asarray(j, dtype=np.int64).ravel()
+    both = np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1)[i != j]
+    return np.unique(both, axis=0) if len(both) else both.reshape(0, 2)
+
+
+def _without(pairs: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``pairs`` less those in ``other`` (both (m, 2) arrays of distinct pairs)."""
+    if not len(pairs) or not len(other):
+        return pairs
+    width = int(max(pairs.max(), other.max())) + 1
+    return pairs[~np.isin(pairs[:, 0] * width + pairs[:, 1], other[:, 0] * width + other[:, 1])]
+
+
 def candidate_pairs(graph: KnnGraph | None, thumbs: np.ndarray,
                     candidate_cosine: float = DEFAULT_CANDIDATE_COSINE,
-                    exact_max: int = 100_000) -> set[tuple[int, int]]:
+                    exact_max: int = 100_000, queries: np.ndarray | None = None) -> np.ndarray:
     """Pairs (i < j) worth verifying: embedding neighbours above ``candidate_cosine`` and each
-    thumbnail's (and its mirror's) nearest thumbnails, searched exactly up to ``exact_max`` images."""
-    pairs: set[tuple[int, int]] = set()
+    thumbnail's (and its mirror's) nearest thumbnails, searched exactly up to ``exact_max`` images. With
+    ``queries`` (rows), only pairs with one of them: what is new since an earlier run."""
+    found = [np.zeros((0, 2), dtype=np.int64)]
     if graph is not None:
         rows, cols = np.nonzero(graph.sims >= candidate_cosine)
-        pairs.update((min(i, j), max(i, j)) for i, j in zip(rows, graph.indices[rows, cols], strict=True))
-    n = len(thumbs)
-    if n > 1:
-        for i, row in enumerate(_pixel_neighbours(thumbs, exact_max)):
-            pairs.update((min(i, int(j)), max(i, int(j))) for j in row if j != i)
-    return pairs
+        pairs = _pairs(rows, graph.indices[rows, cols])
+        if queries is not None:
+            new = np.zeros(len(thumbs), dtype=bool)
+            new[queries] = True
+            pairs = pairs[new[pairs[:, 0]] | new[pairs[:, 1]]]
+        found.append(pairs)
+    if len(thumbs) > 1 and (queries is None or len(queries)):
+        rows = np.arange(len(thumbs)) if queries is None else np.asarray(queries)
+        neighbours = _pixel_neighbours(thumbs, exact_max, queries)
+        found.append(_pairs(np.broadcast_to(rows[:, None], neighbours.shape), neighbours))
+    both = np.concatenate(found)
+    return np.unique(both, axis=0) if len(both) else both
 
 
-def _pixel_neighbours(thumbs: np.ndarray, exact_max: int) -> np.ndarray:
-    """Each thumbnail's nearest thumbnails or mirrored thumbnails (as row numbers, itself included)."""
+def _pixel_neighbours(thumbs: np.ndarray, exact_max: int, queries: np.ndarray | None = None) -> np.ndarray:
+    """Each thumbnail's (or each of ``queries``') nearest thumbnails or mirrored thumbnails, as row numbers,
+    itself included: approximate beyond ``exact_max`` images, exact for ``queries``."""
     n = len(thumbs)
     # Pixel neighbours at half the thumbnail's side: a quarter of the work, and more tolerant of shifts.
     small = thumbs.reshape(n, THUMB // 2, 2, THUMB // 2, 2).mean(axis=(2, 4))
     both = np.concatenate([small.reshape(n, -1), small[:, :, ::-1].reshape(n, -1)])
     base = _standardise(both).astype(np.float32)
     k = min(2 * (PIXEL_NEIGHBOURS + 1), 2 * n - 1)  # + 1: an image finds itself (or its mirror) first
+    if queries is not None:
+        return nearest(base[queries], base, k) % n
     if n > exact_max:
         return approximate_nearest(base, k, queries=n) % n
     return nearest(base[:n], base, k) % n  # bf16 where fast: every candidate is verified exactly
 
 
-def verify(thumbs: np.ndarray, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], float]:
-    """Pixel similarity of every candidate pair: the best correlation over all alignments tried."""
-    if not pairs:
-        return {}
-    ordered = sorted(pairs)
-    i, j = np.array(ordered).T
-    return dict(zip(ordered, _aligned(thumbs, i, j).tolist(), strict=True))
+def verify(thumbs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Pixel similarity of every candidate pair (rows of ``pairs``): the best correlation over all
+    alignments tried."""
+    if not len(pairs):
+        return np.zeros(0, dtype=np.float32)
+    return _aligned(thumbs, pairs[:, 0], pairs[:, 1])
 
 
 @dataclass(frozen=True)
@@ -292,22 +317,22 @@ def aligned_similarity(a: np.ndarray, b: np.ndarray, transform: np.ndarray) -> f
     return float(x @ _standardise(warped[shared].astype(np.float64)))
 
 
-def keypoint_pairs(graph: KnnGraph, facts: Sequence[ImageFacts]) -> set[tuple[int, int]]:
+def keypoint_pairs(graph: KnnGraph, facts: Sequence[ImageFacts]) -> np.ndarray:
     """The pairs worth matching by keypoints: each image and its ``KEYPOINT_NEIGHBOURS`` nearest embedding
     neighbours, where both are at least ``KEYPOINT_MIN_SIDE`` pixels a side. No cosine floor: a crop can
     sit far from its source in embedding space, and keypoints tell copies from look-alikes."""
-    big = np.array([min(f.width, f.height) >= KEYPOINT_MIN_SIDE for f in facts])
+    big = np.array([min(f.width, f.height) >= KEYPOINT_MIN_SIDE for f in facts], dtype=bool)
     rows, cols = np.nonzero(graph.indices[:, :KEYPOINT_NEIGHBOURS] >= 0)
-    pairs = zip(rows.tolist(), graph.indices[rows, cols].tolist(), strict=True)
-    return {(min(i, j), max(i, j)) for i, j in pairs if big[i] and big[j]}
+    pairs = _pairs(rows, graph.indices[rows, cols])
+    return pairs[big[pairs[:, 0]] & big[pairs[:, 1]]] if len(pairs) else pairs
 
 
-def verify_by_keypoints(pairs: set[tuple[int, int]], open_image: Callable[[int], Image.Image],
+def verify_by_keypoints(pairs: np.ndarray, open_image: Callable[[int], Image.Image],
                         progress: Callable[[int, int], None] | None = None) -> dict[tuple[int, int], float]:
     """The :func:`aligned_similarity` of every pair whose keypoints agree on a transform (0 for the rest),
     opening images with ``open_image(row)``: each once for its keypoints (kept, not the image), and again
     where a transform was found. A pair with an image that cannot be opened is left out, with a warning."""
-    rows = sorted({i for pair in pairs for i in pair})
+    rows = np.unique(pairs).tolist()
 
     def view(i: int) -> np.ndarray | None:
         try:
@@ -329,7 +354,7 @@ def verify_by_keypoints(pairs: set[tuple[int, int]], open_image: Callable[[int],
                 features[i] = f
             if progress:
                 progress(done, len(rows))
-        ordered = [p for p in sorted(pairs) if p[0] in features and p[1] in features]
+        ordered = [p for p in map(tuple, pairs.tolist()) if p[0] in features and p[1] in features]
         transforms = dict(zip(ordered, pool.map(lambda p: keypoint_transform(features[p[0]], features[p[1]]),
                                                 ordered), strict=True))
     matched = {p: t for p, t in transforms.items() if t is not None}
@@ -342,37 +367,39 @@ def verify_by_keypoints(pairs: set[tuple[int, int]], open_image: Callable[[int],
     return scores
 
 
-def crowd_levels(n: int, scores: dict[tuple[int, int], float]) -> np.ndarray:
+def crowd_levels(n: int, pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Per image, the ``CROWD_RANK``-th best pixel similarity among its candidates (0 with fewer): how alike
     its look-alikes are."""
-    per: list[list[float]] = [[] for _ in range(n)]
-    for (i, j), s in scores.items():
-        per[i].append(s)
-        per[j].append(s)
-    return np.array([sorted(x)[-CROWD_RANK] if len(x) >= CROWD_RANK else 0.0 for x in per])
+    rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    both = np.concatenate([scores, scores])
+    order = np.lexsort((-both, rows))
+    rows, both = rows[order], both[order]
+    counts = np.bincount(rows, minlength=n)
+    out = np.zeros(n, dtype=np.float32)
+    ranked = counts >= CROWD_RANK
+    out[ranked] = both[np.searchsorted(rows, np.flatnonzero(ranked)) + CROWD_RANK - 1]
+    return out
 
 
-def stands_out(score: float, crowd_i: float, crowd_j: float) -> bool:
-    """Whether a pair is more alike than both images' crowds of look-alikes (or near identical)."""
-    return score >= IDENTICAL or score >= max(crowd_i, crowd_j) + CROWD_MARGIN
+def stands_out(score: np.ndarray, crowd_i: np.ndarray, crowd_j: np.ndarray) -> np.ndarray:
+    """Whether each pair is more alike than both images' crowds of look-alikes (or near identical)."""
+    return (score >= IDENTICAL) | (score >= np.maximum(crowd_i, crowd_j) + CROWD_MARGIN)
 
 
-def connected_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
-    """Union-find: the groups (size >= 2) that the pairs connect, each sorted, largest group first."""
-    parent = list(range(n))
+def connected_groups(n: int, pairs: Sequence[tuple[int, int]] | np.ndarray) -> list[list[int]]:
+    """The groups (size >= 2) that the pairs connect, each sorted, largest group first."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in pairs:
-        parent[root(i)] = root(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
-    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
+    edges = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if not len(edges) or n < 2:
+        return []
+    _, component = connected_components(coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
+                                                   shape=(n, n)), directed=False)
+    order = np.argsort(component, kind="stable")
+    _, starts, counts = np.unique(component[order], return_index=True, return_counts=True)
+    groups = [order[a:a + c].tolist() for a, c in zip(starts, counts, strict=True) if c > 1]
+    return sorted(groups, key=lambda g: (-len(g), g[0]))
 
 
 @dataclass
@@ -398,6 +425,81 @@ def keep_plan(members: list[int], sizes: Sequence[int], splits: Sequence[str | N
     raise ValueError(f"unknown keep policy {policy!r}; use largest, train or first")
 
 
+PIXEL, KEYPOINT, EXACT = 0, 1, 2  # how a pair was verified: thumbnails aligned, keypoints matched, same content
+
+
+@dataclass
+class Verified:
+    """The candidate pairs a run verified (rows ``i < j``), each with its similarity and how it was verified
+    (``PIXEL``, ``KEYPOINT`` or ``EXACT``). Loaded for a later run (:meth:`load`), ``covered`` marks the
+    rows that earlier run covered: only pairs with another row are verified then."""
+
+    pairs: np.ndarray  # (m, 2) int64
+    scores: np.ndarray  # (m,) float32
+    kind: np.ndarray  # (m,) int8
+    covered: np.ndarray | None = None  # (n,) bool
+
+    def best(self) -> dict[tuple[int, int], float]:
+        """The highest similarity of each pair."""
+        out: dict[tuple[int, int], float] = {}
+        for (i, j), score in zip(self.pairs.tolist(), self.scores.tolist(), strict=True):
+            out[(i, j)] = max(score, out.get((i, j), score))
+        return out
+
+    def save(self, path: str | Path, content_hashes: Sequence[str | None], candidate_cosine: float,
+             keypoints: bool) -> None:
+        """Written beside the pairs: each row's content hash (what a later run matches its rows by) and the
+        settings the candidates depend on."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            np.savez(f, hashes=np.array([h or "" for h in content_hashes]), pairs=self.pairs.astype(np.int32),
+                     scores=self.scores, kind=self.kind, candidate_cosine=candidate_cosine, keypoints=keypoints)
+
+    @classmethod
+    def load(cls, path: str | Path, content_hashes: Sequence[str | None], candidate_cosine: float,
+             keypoints: bool) -> Verified | None:
+        """An earlier run's pairs among rows ``content_hashes`` (its rows found again by content), or None
+        where there is none or it was made with other settings. Exact pairs are left out: they are cheap
+        to find again."""
+        path = Path(path)
+        if not path.is_file():
+            return None
+        with np.load(path) as f:
+            if float(f["candidate_cosine"]) != candidate_cosine or bool(f["keypoints"]) != keypoints:
+                return None
+            first: dict[str, int] = {}
+            for row, h in enumerate(content_hashes):
+                if h:
+                    first.setdefault(h, row)
+            now = np.array([first.get(h, -1) for h in f["hashes"].tolist()] + [-1], dtype=np.int64)
+            pairs, scores, kind = now[f["pairs"]], f["scores"], f["kind"]
+        covered = np.zeros(len(content_hashes), dtype=bool)
+        covered[now[now >= 0]] = True
+        keep = (pairs.min(axis=1) >= 0) & (kind != EXACT)
+        return cls(pairs=np.sort(pairs[keep], axis=1), scores=scores[keep], kind=kind[keep], covered=covered)
+
+    def of(self, kind: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs verified one way, and their scores."""
+        mine = self.kind == kind
+        return self.pairs[mine], self.scores[mine]
+
+
+def _exact_pairs(facts: Sequence[ImageFacts], content_hashes: Sequence[str | None]) -> np.ndarray:
+    """Pairs of the same bytes or the same pixels: each image with the first of its kind."""
+    found: list[tuple[int, int]] = []
+    for key_of in (lambda i: content_hashes[i], lambda i: facts[i].pixel_hash):
+        first: dict[str, int] = {}
+        for i in range(len(facts)):
+            key = key_of(i)
+            if key is None:
+                continue
+            if key in first:
+                found.append((first[key], i))
+            else:
+                first[key] = i
+    return np.unique(np.array(found, dtype=np.int64).reshape(-1, 2), axis=0)
+
+
 def find_duplicates(
     facts: Sequence[ImageFacts],
     content_hashes: Sequence[str | None],
@@ -409,40 +511,47 @@ def find_duplicates(
     exact_max: int = 100_000,
     open_image: Callable[[int], Image.Image] | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[DuplicateGroup], dict[tuple[int, int], float]]:
+    earlier: Verified | None = None,
+) -> tuple[list[DuplicateGroup], Verified]:
     """Group duplicates among images; see the module docstring. ``open_image(row)`` opens an image for
-    keypoint matching (none without it or a ``graph``; ``progress`` follows it). Returns the groups and the
-    verified similarity of every candidate pair (1.0 for exact pairs)."""
+    keypoint matching (none without it or a ``graph``; ``progress`` follows it). ``earlier``: the pairs an
+    earlier run over most of these images verified (:meth:`Verified.load`); they are reused, and only pairs
+    with an image it did not cover are searched and verified. Returns the groups and every pair verified."""
     n = len(facts)
-    exact: dict[tuple[int, int], float] = {}
-    for key_of in (lambda i: content_hashes[i], lambda i: facts[i].pixel_hash):
-        first: dict[str, int] = {}
-        for i in range(n):
-            key = key_of(i)
-            if key is None:
-                continue
-            if key in first:
-                exact[(first[key], i)] = 1.0
-            else:
-                first[key] = i
+    exact = _exact_pairs(facts, content_hashes)
     thumbs = np.stack([f.thumb for f in facts]) if facts else np.zeros((0, THUMB, THUMB), np.float32)
-    scores = verify(thumbs, candidate_pairs(graph, thumbs, candidate_cosine, exact_max) - set(exact))
-    crowd = crowd_levels(n, scores)  # of the thumbnails: how alike an image's pixel look-alikes are
-    near = {(i, j) for (i, j), s in scores.items() if s >= threshold and stands_out(s, crowd[i], crowd[j])}
+    empty = (np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.float32))
+    new = None if earlier is None or earlier.covered is None else np.flatnonzero(~earlier.covered)
+    old_pixel, old_pixel_scores = earlier.of(PIXEL) if earlier is not None else empty
+    fresh = _without(_without(candidate_pairs(graph, thumbs, candidate_cosine, exact_max, new), old_pixel), exact)
+    pixel = np.concatenate([old_pixel, fresh])
+    pixel_scores = np.concatenate([old_pixel_scores, verify(thumbs, fresh)])
+    crowd = crowd_levels(n, pixel, pixel_scores)  # of the thumbnails: how alike an image's pixel look-alikes are
+    near = pixel[(pixel_scores >= threshold) & stands_out(pixel_scores, crowd[pixel[:, 0]], crowd[pixel[:, 1]])]
+    aligned, aligned_scores = earlier.of(KEYPOINT) if earlier is not None else empty
     if open_image is not None and graph is not None:
-        aligned = verify_by_keypoints(keypoint_pairs(graph, facts) - near - set(exact), open_image, progress)
-        for pair, s in aligned.items():
-            scores[pair] = max(s, scores.get(pair, 0.0))
-        near |= {pair for pair, s in aligned.items() if s >= threshold}  # keypoints need no crowd rule
-    scores.update(exact)
-    exact_groups = {tuple(g) for g in connected_groups(n, list(exact))}
+        tried = keypoint_pairs(graph, facts)
+        if new is not None:
+            is_new = np.zeros(n, dtype=bool)
+            is_new[new] = True
+            tried = tried[is_new[tried[:, 0]] | is_new[tried[:, 1]]]
+        found = verify_by_keypoints(_without(_without(_without(tried, near), exact), aligned), open_image, progress)
+        aligned = np.concatenate([aligned, np.array(list(found), dtype=np.int64).reshape(-1, 2)])
+        aligned_scores = np.concatenate([aligned_scores, np.array(list(found.values()), dtype=np.float32)])
+    near = np.concatenate([near, aligned[aligned_scores >= threshold]])  # keypoints need no crowd rule
+    exact_groups = {tuple(g) for g in connected_groups(n, exact)}
     sizes = [f.width * f.height for f in facts]
     groups = []
-    for members in connected_groups(n, sorted(near | set(exact))):
+    for members in connected_groups(n, np.concatenate([near, exact])):
         group_splits = sorted({s for s in (splits[i] for i in members) if s})
         groups.append(DuplicateGroup(
             members=members, keep=keep_plan(members, sizes, splits, policy),
             kind="exact" if tuple(members) in exact_groups else "near",
             leak=len(group_splits) > 1, splits=group_splits,
         ))
-    return groups, scores
+    verified = Verified(
+        pairs=np.concatenate([pixel, aligned, exact]),
+        scores=np.concatenate([pixel_scores, aligned_scores, np.ones(len(exact), dtype=np.float32)]),
+        kind=np.repeat(np.array([PIXEL, KEYPOINT, EXACT], dtype=np.int8), [len(pixel), len(aligned), len(exact)]),
+    )
+    return groups, verified
