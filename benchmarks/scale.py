@@ -1,7 +1,7 @@
 """The whole job at scale, as a user runs it: N image files loaded, vectors imported, every analysis; then 1%
 more images, and the same commands again (the incremental run).
 
-    python benchmarks/scale.py --n 1000000 [--dim 512] [--workdir /tmp/lookalike-scale]
+    python benchmarks/scale.py --n 1000000 [--dim 512] [--workdir /tmp/lookalike-scale] [--part all]
 
 Data: N 28-px PNGs in a train/ test/ class-folder tree: the 70,000 Fashion-MNIST images, then seeded
 transforms of them (mirror, 1-2 px shift, brightness) until there are N. Vectors: real EfficientNet-Lite0
@@ -9,8 +9,8 @@ embeddings of the first 100,000 (benchmarks/common.py; beyond 70,000 they are th
 for the rest their source's vector plus seeded noise, projected to ``--dim`` (seeded Gaussian projection:
 512 is CLIP ViT-B-32's size), imported with `lookalike embed --vectors` (the decode-only thumbnail pass
 still reads every file). Each stage is one CLI command in its own process; its wall time and peak RSS
-(from ``wait4``) are printed. The FiftyOne database, the store and the caches live under ``--workdir``.
-Results also go to benchmarks/results/scale-N.json.
+(from ``wait4``, in a small launcher) are printed. The FiftyOne database, the store and the caches live
+under ``--workdir``. Results also go to benchmarks/results/scale-N.json.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,18 +96,23 @@ def write_vectors(name: str, n: int, dim: int, out: Path, env: dict[str, str]) -
     out.with_suffix(".ids.json").write_text(json.dumps([sid for sid, _ in pairs]))
 
 
-def stage(name: str, command: list[str], env: dict[str, str], results: list[dict[str, object]]) -> float:
-    """Run one CLI command; print and keep its wall time and peak RSS."""
+# Each command is started by a small launcher that reports its peak RSS: a child forked straight from this
+# process (which holds a million vectors) would carry this process's high-water mark across exec.
+_LAUNCH = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL); "
+           "_, status, usage = os.wait4(p.pid, 0); print(usage.ru_maxrss); "
+           "sys.exit(os.waitstatus_to_exitcode(status))")
+
+
+def stage(name: str, command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run one CLI command; print and return its wall time and peak RSS."""
     t = time.perf_counter()
-    p = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(p.pid, 0)
+    done = subprocess.run([sys.executable, "-c", _LAUNCH, *command], env=env, stdout=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t
-    if status != 0:
+    if done.returncode != 0:
         raise SystemExit(f"{name} failed ({' '.join(command)})")
-    rss = usage.ru_maxrss / 1024
-    results.append({"stage": name, "seconds": seconds, "peak_rss_mb": rss})
+    rss = int(done.stdout.split()[-1]) / 1024
     print(f"{name:<40} {seconds:>9.1f} {rss:>12.0f}", flush=True)
-    return seconds
+    return {"stage": name, "seconds": seconds, "peak_rss_mb": rss}
 
 
 def main() -> None:
@@ -114,9 +120,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--workdir", default="/tmp/lookalike-scale")
-    p.add_argument("--no-incremental", action="store_true", help="stop after the full run (no +1%% run)")
-    p.add_argument("--analyses-only", action="store_true",
-                   help="reuse the loaded, embedded dataset of an earlier run and time only the analyses")
+    p.add_argument("--part", choices=("all", "full", "analyses", "incremental"), default="all",
+                   help="full: the full run only; analyses: only its analyses, on the data an earlier run loaded "
+                        "and embedded; incremental: only the +1%% run, after an earlier full run (default: all)")
     args = p.parse_args()
     work = Path(args.workdir)
     root, name = work / "images", f"scale-{args.n}"
@@ -126,46 +132,55 @@ def main() -> None:
            "LOOKALIKE_HOME": str(work / "lookalike"), "FIFTYONE_DATABASE_VALIDATION": "false",
            "FIFTYONE_DO_NOT_TRACK": "true"}
     cli = [str(Path(sys.executable).parent / "lookalike")]
-    added = max(1, args.n // 100)
-    results: list[dict[str, object]] = []
-    print(f"{'stage':<40} {'seconds':>9} {'peak RSS MB':>12}")
     vectors = [str(work / "vectors.npy"), "--ids", str(work / "vectors.ids.json")]
-    full = 0.0
-    if not args.analyses_only:
+    analyses = [("mislabels (builds the graph)", ["mislabels", name, "--json"]),
+                ("duplicates", ["duplicates", name, "--json"]), ("map", ["map", name])]
+    out = RESULTS / f"scale-{args.n}.json"
+    record = json.loads(out.read_text()) if out.is_file() and args.part in ("analyses", "incremental") else {}
+    stages: dict[str, dict[str, Any]] = {r["stage"]: r for r in record.get("stages", [])}
+    print(f"{'stage':<40} {'seconds':>9} {'peak RSS MB':>12}")
+
+    def run(label: str, command: list[str]) -> float:
+        stages[label] = stage(label, command, env)
+        return float(stages[label]["seconds"])
+
+    def save() -> None:
+        RESULTS.mkdir(exist_ok=True)
+        out.write_text(json.dumps({"n": args.n, "dim": args.dim, "stages": list(stages.values()), **totals},
+                                  indent=2))
+
+    totals: dict[str, float] = {k: v for k, v in record.items() if k.endswith("_s")}
+    if args.part in ("all", "full"):
         t = time.perf_counter()
         write_images(root, 0, args.n)
         print(f"{'(data: image files written)':<40} {time.perf_counter() - t:>9.1f}", flush=True)
-        full += stage("load", [*cli, "load", str(root), "--name", name], env, results)
+        totals["prepare_s"] = run("load", [*cli, "load", str(root), "--name", name])
         write_vectors(name, args.n, args.dim, work / "vectors.npy", env)
-        full += stage("embed --vectors (import + thumbnails)", [*cli, "embed", name, "--vectors", *vectors], env,
-                      results)
-    analyses = [("mislabels (builds the graph)", ["mislabels", name, "--json"]),
-                ("duplicates", ["duplicates", name, "--json"]), ("map", ["map", name])]
-    analysed = 0.0
-    for label, command in analyses:
-        analysed += stage(label, [*cli, *command], env, results)
-    full += analysed
-    print(f"{'graph + all analyses':<40} {analysed:>9.1f}")
-    if not args.analyses_only:
-        print(f"{'full run':<40} {full:>9.1f}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"scale-{args.n}.json"
-    out.write_text(json.dumps({"n": args.n, "dim": args.dim, "stages": results, "analyses_s": analysed,
-                               "full_s": full}, indent=2))
-    if args.no_incremental or args.analyses_only:
+        totals["prepare_s"] += run("embed --vectors (import + thumbnails)",
+                                   [*cli, "embed", name, "--vectors", *vectors])
+    if args.part != "incremental":
+        totals["analyses_s"] = sum(run(label, [*cli, *command]) for label, command in analyses)
+        print(f"{'graph + all analyses':<40} {totals['analyses_s']:>9.1f}")
+        if "prepare_s" in totals:
+            totals["full_s"] = totals["prepare_s"] + totals["analyses_s"]
+            print(f"{'full run':<40} {totals['full_s']:>9.1f}")
+        save()
+    if args.part not in ("all", "incremental"):
         return
+    if "full_s" not in totals:
+        raise SystemExit(f"no full run on record in {out}: run --part full first")
 
+    added = max(1, args.n // 100)
     write_images(root, args.n, args.n + added)
-    more = 0.0
-    more += stage(f"+{added}: load", [*cli, "load", str(root), "--name", name], env, results)
+    more = run(f"+{added}: load", [*cli, "load", str(root), "--name", name])
     write_vectors(name, args.n + added, args.dim, work / "vectors.npy", env)
-    more += stage(f"+{added}: embed --vectors", [*cli, "embed", name, "--vectors", *vectors], env, results)
+    more += run(f"+{added}: embed --vectors", [*cli, "embed", name, "--vectors", *vectors])
     for label, command in analyses:
-        more += stage(f"+{added}: {label.split(' ')[0]}", [*cli, *command], env, results)
+        more += run(f"+{added}: {label.split(' ')[0]}", [*cli, *command])
+    totals["incremental_s"] = more
     print(f"{'incremental run (+1%)':<40} {more:>9.1f}")
-    print(f"incremental / full: {more / full:.3f}")
-    out.write_text(json.dumps({"n": args.n, "dim": args.dim, "stages": results, "analyses_s": analysed,
-                               "full_s": full, "incremental_s": more}, indent=2))
+    print(f"incremental / full: {more / totals['full_s']:.3f}")
+    save()
 
 
 if __name__ == "__main__":
