@@ -256,11 +256,10 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
     upserted, gone ones deleted), the run recorded and registered as a brain similarity index."""
     import fiftyone as fo
 
-    for field_name in (HASH_FIELD, ERROR_FIELD):
-        if not dataset.has_field(field_name):  # declared, since all-None values carry no type
-            dataset.add_sample_field(field_name, fo.StringField)
-    dataset.set_values(HASH_FIELD, result.hashes)
-    dataset.set_values(ERROR_FIELD, [result.errors.get(i) for i in range(len(result.hashes))])
+    write_fields(dataset, {
+        HASH_FIELD: (fo.StringField, {sid: h for sid, h in zip(table["id"], result.hashes, strict=True) if h}),
+        ERROR_FIELD: (fo.StringField, {table["id"][i]: e for i, e in result.errors.items()}),
+    })
 
     ok = sorted(result.vectors)
     wanted = {table["id"][i]: index_payload(table, i, result.hashes[i], result.vector_hashes.get(i)) for i in ok}
