@@ -123,6 +123,9 @@ def main() -> None:
     p.add_argument("--part", choices=("all", "full", "analyses", "incremental"), default="all",
                    help="full: the full run only; analyses: only its analyses, on the data an earlier run loaded "
                         "and embedded; incremental: only the +1%% run, after an earlier full run (default: all)")
+    p.add_argument("--no-hnsw", action="store_true",
+                   help="embed without building the store's HNSW graph (index.hnsw_above: 0; store_scale.py "
+                        "times that build on its own)")
     args = p.parse_args()
     work = Path(args.workdir)
     root, name = work / "images", f"scale-{args.n}"
@@ -133,6 +136,9 @@ def main() -> None:
            "FIFTYONE_DO_NOT_TRACK": "true"}
     cli = [str(Path(sys.executable).parent / "lookalike")]
     vectors = [str(work / "vectors.npy"), "--ids", str(work / "vectors.ids.json")]
+    if args.no_hnsw:
+        (work / "no-hnsw.yaml").write_text("index: {hnsw_above: 0}\n")
+        vectors += ["--config", str(work / "no-hnsw.yaml")]
     analyses = [("mislabels (builds the graph)", ["mislabels", name, "--json"]),
                 ("duplicates", ["duplicates", name, "--json"]), ("map", ["map", name])]
     out = RESULTS / f"scale-{args.n}.json"

@@ -41,7 +41,6 @@ SIMILAR_VIEW = "lookalike-similar"
 GRAPH_K = DEFAULT_K  # neighbours stored per sample: enough for every analysis
 UPDATE_ABOVE = 0.5  # share of unchanged samples above which a stored graph is updated rather than rebuilt
 RECALL_SAMPLE = 200  # rows an approximate graph is checked on against exact search (200 x N: well under 1 s)
-OPTIMIZE_ABOVE = 20_000  # points beyond which the embedded store builds its HNSW graph
 
 
 @dataclass
@@ -271,7 +270,7 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
             changed_ids = [table["id"][i] for i in changed]
             index.upsert(changed_ids, result.matrix(changed), [wanted[s] for s in changed_ids])
         index.delete(stale)
-        if changed and len(wanted) >= OPTIMIZE_ABOVE:
+        if changed and 0 < config.index.hnsw_above <= len(wanted):
             index.optimize()
 
     collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)

@@ -4,7 +4,7 @@ A YAML file has up to four sections, each optional::
 
     dataset: {name, source, format, label_field, demo_train, demo_test}
     embed:   {model, pretrained, fallback, image_size, batch_size, num_workers, device, precision}
-    index:   {url, api_key, home, exact_graph_max, graph_precision}
+    index:   {url, api_key, home, exact_graph_max, graph_precision, hnsw_above}
     queries: {k, texts, examples}
 
 Environment variables: ``LOOKALIKE_HOME`` (stores and caches), ``LOOKALIKE_MODEL``, ``LOOKALIKE_DEVICE``,
@@ -66,6 +66,9 @@ class IndexConfig:
     # The exact graph's products: auto (bf16 candidates re-scored in fp32 where bf16 is fast), bf16 or fp32.
     # The graph is the fp32 one either way (benchmarks/speed.py checks recall@50 against fp32).
     graph_precision: str = "auto"
+    # Points from which `embed` builds the embedded store's HNSW graph (below it exact scans take under
+    # 10 ms); 0: never (queries scan). benchmarks/store_scale.py: 31 min to build at 1M on 2 cores.
+    hnsw_above: int = 20_000
 
     def home_path(self) -> Path:
         return Path(self.home).expanduser() if self.home else default_home()
