@@ -15,10 +15,19 @@ import importlib.util
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from .exceptions import LookalikeError
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: be sent SIGTERM when the parent dies, however it dies (Linux)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -29,7 +38,7 @@ def _free_port() -> int:
 
 def start_private_database(folder: str | Path, timeout: float = 60.0) -> str:
     """Start FiftyOne's bundled ``mongod`` on ``folder`` (created if needed) at a free local port, stopped
-    when this process exits, and set ``FIFTYONE_DATABASE_URI`` to it (inherited by child processes).
+    when this process exits or dies, and set ``FIFTYONE_DATABASE_URI`` to it (inherited by child processes).
     Returns the URI."""
     spec = importlib.util.find_spec("fiftyone")
     if spec is None or not spec.submodule_search_locations:
@@ -40,7 +49,8 @@ def start_private_database(folder: str | Path, timeout: float = 60.0) -> str:
     port = _free_port()
     process = subprocess.Popen([str(mongod), "--dbpath", str(folder), "--port", str(port), "--bind_ip", "127.0.0.1",
                                 "--nounixsocket", "--logpath", str(folder / "mongod.log")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     atexit.register(process.terminate)
     deadline = time.monotonic() + timeout
     while True:
@@ -50,7 +60,8 @@ def start_private_database(folder: str | Path, timeout: float = 60.0) -> str:
         except OSError as e:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.terminate()
-                raise LookalikeError(f"mongod on {folder} did not start (see {folder / 'mongod.log'})") from e
+                raise LookalikeError(f"mongod on {folder} did not start; another mongod may hold that folder "
+                                     f"(see {folder / 'mongod.log'})") from e
             time.sleep(0.2)
     uri = f"mongodb://127.0.0.1:{port}"
     os.environ["FIFTYONE_DATABASE_URI"] = uri
