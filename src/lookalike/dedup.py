@@ -198,6 +198,13 @@ def _without(pairs: np.ndarray, other: np.ndarray) -> np.ndarray:
     return pairs[~np.isin(pairs[:, 0] * width + pairs[:, 1], other[:, 0] * width + other[:, 1])]
 
 
+def _touching(pairs: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """The pairs with at least one of ``rows`` (of ``n``)."""
+    mine = np.zeros(n, dtype=bool)
+    mine[rows] = True
+    return pairs[mine[pairs[:, 0]] | mine[pairs[:, 1]]]
+
+
 def candidate_pairs(graph: KnnGraph | None, thumbs: np.ndarray,
                     candidate_cosine: float = DEFAULT_CANDIDATE_COSINE,
                     exact_max: int = 100_000, queries: np.ndarray | None = None) -> np.ndarray:
@@ -208,11 +215,7 @@ def candidate_pairs(graph: KnnGraph | None, thumbs: np.ndarray,
     if graph is not None:
         rows, cols = np.nonzero(graph.sims >= candidate_cosine)
         pairs = _pairs(rows, graph.indices[rows, cols])
-        if queries is not None:
-            new = np.zeros(len(thumbs), dtype=bool)
-            new[queries] = True
-            pairs = pairs[new[pairs[:, 0]] | new[pairs[:, 1]]]
-        found.append(pairs)
+        found.append(pairs if queries is None else _touching(pairs, queries, len(thumbs)))
     if len(thumbs) > 1 and (queries is None or len(queries)):
         rows = np.arange(len(thumbs)) if queries is None else np.asarray(queries)
         neighbours = _pixel_neighbours(thumbs, exact_max, queries)
@@ -537,9 +540,7 @@ def find_duplicates(
     if open_image is not None and graph is not None:
         tried = keypoint_pairs(graph, facts)
         if new is not None:
-            is_new = np.zeros(n, dtype=bool)
-            is_new[new] = True
-            tried = tried[is_new[tried[:, 0]] | is_new[tried[:, 1]]]
+            tried = _touching(tried, new, n)
         found = verify_by_keypoints(_without(_without(_without(tried, near), exact), aligned), open_image, progress)
         aligned = np.concatenate([aligned, np.array(list(found), dtype=np.int64).reshape(-1, 2)])
         aligned_scores = np.concatenate([aligned_scores, np.array(list(found.values()), dtype=np.float32)])
