@@ -125,3 +125,43 @@ def test_clip_loads_a_local_checkpoint(tmp_path: Path, tiny) -> None:
     expected /= np.linalg.norm(expected)
     np.testing.assert_allclose(loaded.embed_text(["a cat"]), expected, atol=1e-5)
     assert not np.allclose(loaded.embed_text(["a cat"]), tiny.embed_text(["a cat"]), atol=1e-3)
+
+
+def test_unchanged_files_are_not_read_again_and_changed_ones_are(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from lookalike import embedding
+
+    paths = [str(p) for p in write_blobs(tmp_path, "red", 3, seed=6)]
+    an_hour_ago = (embedding.time.time_ns() - 3600 * 10**9,) * 2
+    for p in paths:
+        os.utime(p, ns=an_hour_ago)
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    first, _ = embedding.hash_files(paths, cache)
+
+    Path(paths[1]).write_bytes(Path(paths[2]).read_bytes())  # changed, and just now: hashed, not recorded
+    read: list[str] = []
+    monkeypatch.setattr(embedding, "content_hash", lambda p: read.append(p) or content_hash(p))
+    second, errors = embedding.hash_files([*paths, str(tmp_path / "gone.png")], cache)
+    assert read == [paths[1]] and not errors.keys() - {3}
+    assert second == [first[0], first[2], first[2], None]
+
+    read.clear()
+    embedding.hash_files(paths, cache)
+    assert read == [paths[1]]  # modified under RACY_NS ago: its signature is not trusted yet
+
+
+def test_cached_thumbnails_come_back_in_order_as_one_block(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from lookalike.dedup import image_facts
+
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    facts = {h: image_facts(Image.new("L", (40, 20 + 10 * i), 60 * i)) for i, h in enumerate("abc")}
+    cache.put_facts(facts)
+    got = cache.thumbnails(["c", "a", "c"])
+    assert got.thumbs.shape == (3, 32, 32) and got.pixel_hashes == [facts[h].pixel_hash for h in "cac"]
+    np.testing.assert_array_equal(got.thumbs[1], facts["a"].thumb)
+    assert got.heights.tolist() == [40, 20, 40] and got.widths.tolist() == [40] * 3
+    with pytest.raises(KeyError):
+        cache.thumbnails(["a", "z"])

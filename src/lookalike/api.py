@@ -21,7 +21,7 @@ import numpy as np
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, sample_table, values_in_order, write_fields
 from .dedup import DEFAULT_CANDIDATE_COSINE, DEFAULT_THRESHOLD, Verified, find_duplicates, open_for_keypoints
-from .embedding import EmbeddingCache, EmbedResult, Progress, embed_files, hash_files, image_facts_of
+from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_files, hash_files
 from .exceptions import ConfigError, IndexMismatchError, ModelError, NotEmbeddedError
 from .graph import KnnGraph, knn, recall, update_knn
 from .index import EdgeIndex, Hit, QdrantIndex, collection_name, open_index
@@ -233,10 +233,9 @@ def import_vectors(
     rows = sorted(result.vectors)
     cache = EmbeddingCache(config.index.home_path() / "embeddings.sqlite")
     try:
-        hashes, errors = hash_files([table["filepath"][i] for i in rows])
-        _, decode_errors = image_facts_of([table["filepath"][i] for i, h in zip(rows, hashes, strict=True) if h],
-                                          [h for h in hashes if h], cache, config.embed.num_workers, progress,
-                                          keep=False)
+        hashes, errors = hash_files([table["filepath"][i] for i in rows], cache)
+        decode_errors = cache_image_facts([table["filepath"][i] for i, h in zip(rows, hashes, strict=True) if h],
+                                          [h for h in hashes if h], cache, config.embed.num_workers, progress)
     finally:
         cache.close()
     for i, h in zip(rows, hashes, strict=True):
@@ -625,10 +624,11 @@ def duplicates(
     (hashes,) = values_in_order(dataset, [HASH_FIELD], ids)
     cache = EmbeddingCache(config.index.home_path() / "embeddings.sqlite")
     try:
-        facts, errors = image_facts_of(table["filepath"], hashes, cache, config.embed.num_workers, progress)
+        errors = cache_image_facts(table["filepath"], hashes, cache, config.embed.num_workers, progress)
+        rows = [i for i, h in enumerate(hashes) if h not in errors]  # files changed or gone since embedding drop out
+        images = cache.thumbnails([hashes[i] for i in rows])
     finally:
         cache.close()
-    rows = [i for i, h in enumerate(hashes) if h in facts]  # files changed or gone since embedding drop out
     for error in errors.values():
         log.warning("left out of duplicate finding: %s", error)
     keep_rows = np.full(len(ids), -1)
@@ -642,7 +642,7 @@ def duplicates(
     if earlier is not None and earlier.covered is not None and earlier.covered.mean() < UPDATE_ABOVE:
         earlier = None  # mostly new images: verify from scratch
     groups, verified = find_duplicates(
-        [facts[hashes[i]] for i in rows], content, [table["split"][i] for i in rows], graph=sub, threshold=threshold,
+        images, content, [table["split"][i] for i in rows], graph=sub, threshold=threshold,
         policy=keep, exact_max=config.index.exact_graph_max, progress=progress, earlier=earlier,
         open_image=(lambda r: open_for_keypoints(table["filepath"][rows[r]])) if keypoints else None)
     verified.save(state, content, DEFAULT_CANDIDATE_COSINE, keypoints)

@@ -92,6 +92,36 @@ class ImageFacts:
     height: int
 
 
+@dataclass(frozen=True)
+class Thumbnails:
+    """The facts of many images as arrays, row by row: one (n, THUMB, THUMB) block, not n small arrays (a
+    million of them, held once as facts and again stacked, took 8 GB)."""
+
+    thumbs: np.ndarray  # (n, THUMB, THUMB) float32
+    pixel_hashes: list[str]
+    widths: np.ndarray  # (n,) int64
+    heights: np.ndarray  # (n,) int64
+
+    @classmethod
+    def empty(cls, n: int) -> Thumbnails:
+        """``n`` rows to be filled with :meth:`set`."""
+        return cls(np.zeros((n, THUMB, THUMB), np.float32), [""] * n, np.zeros(n, np.int64), np.zeros(n, np.int64))
+
+    @classmethod
+    def of(cls, facts: Sequence[ImageFacts]) -> Thumbnails:
+        out = cls.empty(len(facts))
+        for row, f in enumerate(facts):
+            out.set(row, f.pixel_hash, f.thumb, f.width, f.height)
+        return out
+
+    def set(self, row: int, pixel_hash: str, thumb: np.ndarray, width: int, height: int) -> None:
+        self.thumbs[row], self.pixel_hashes[row] = thumb, pixel_hash
+        self.widths[row], self.heights[row] = width, height
+
+    def __len__(self) -> int:
+        return len(self.thumbs)
+
+
 def image_facts(image: Image.Image) -> ImageFacts:
     """Hash an image's RGB pixels and make its grey THUMB x THUMB thumbnail: shrunk (and blurred, when
     shrunk a lot), or, for an image no larger than a thumbnail, its own pixels with reflected borders."""
@@ -325,11 +355,11 @@ def aligned_similarity(a: np.ndarray, b: np.ndarray, transform: np.ndarray) -> f
     return float(x @ _standardise(warped[shared].astype(np.float64)))
 
 
-def keypoint_pairs(graph: KnnGraph, facts: Sequence[ImageFacts]) -> np.ndarray:
+def keypoint_pairs(graph: KnnGraph, images: Thumbnails) -> np.ndarray:
     """The pairs worth matching by keypoints: each image and its ``KEYPOINT_NEIGHBOURS`` nearest embedding
     neighbours, where both are at least ``KEYPOINT_MIN_SIDE`` pixels a side. No cosine floor: a crop can
     sit far from its source in embedding space, and keypoints tell copies from look-alikes."""
-    big = np.array([min(f.width, f.height) >= KEYPOINT_MIN_SIDE for f in facts], dtype=bool)
+    big = np.minimum(images.widths, images.heights) >= KEYPOINT_MIN_SIDE
     rows, cols = np.nonzero(graph.indices[:, :KEYPOINT_NEIGHBOURS] >= 0)
     pairs = _pairs(rows, graph.indices[rows, cols])
     return pairs[big[pairs[:, 0]] & big[pairs[:, 1]]] if len(pairs) else pairs
@@ -492,13 +522,12 @@ class Verified:
         return self.pairs[mine], self.scores[mine]
 
 
-def _exact_pairs(facts: Sequence[ImageFacts], content_hashes: Sequence[str | None]) -> np.ndarray:
+def _exact_pairs(pixel_hashes: Sequence[str], content_hashes: Sequence[str | None]) -> np.ndarray:
     """Pairs of the same bytes or the same pixels: each image with the first of its kind."""
     found: list[tuple[int, int]] = []
-    for key_of in (lambda i: content_hashes[i], lambda i: facts[i].pixel_hash):
+    for keys in (content_hashes, pixel_hashes):
         first: dict[str, int] = {}
-        for i in range(len(facts)):
-            key = key_of(i)
+        for i, key in enumerate(keys):
             if key is None:
                 continue
             if key in first:
@@ -509,7 +538,7 @@ def _exact_pairs(facts: Sequence[ImageFacts], content_hashes: Sequence[str | Non
 
 
 def find_duplicates(
-    facts: Sequence[ImageFacts],
+    facts: Sequence[ImageFacts] | Thumbnails,
     content_hashes: Sequence[str | None],
     splits: Sequence[str | None],
     graph: KnnGraph | None = None,
@@ -525,9 +554,9 @@ def find_duplicates(
     keypoint matching (none without it or a ``graph``; ``progress`` follows it). ``earlier``: the pairs an
     earlier run over most of these images verified (:meth:`Verified.load`); they are reused, and only pairs
     with an image it did not cover are searched and verified. Returns the groups and every pair verified."""
-    n = len(facts)
-    exact = _exact_pairs(facts, content_hashes)
-    thumbs = np.stack([f.thumb for f in facts]) if facts else np.zeros((0, THUMB, THUMB), np.float32)
+    images = facts if isinstance(facts, Thumbnails) else Thumbnails.of(facts)
+    n, thumbs = len(images), images.thumbs
+    exact = _exact_pairs(images.pixel_hashes, content_hashes)
     empty = (np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.float32))
     new = None if earlier is None or earlier.covered is None else np.flatnonzero(~earlier.covered)
     old_pixel, old_pixel_scores = earlier.of(PIXEL) if earlier is not None else empty
@@ -538,7 +567,7 @@ def find_duplicates(
     near = pixel[(pixel_scores >= threshold) & stands_out(pixel_scores, crowd[pixel[:, 0]], crowd[pixel[:, 1]])]
     aligned, aligned_scores = earlier.of(KEYPOINT) if earlier is not None else empty
     if open_image is not None and graph is not None:
-        tried = keypoint_pairs(graph, facts)
+        tried = keypoint_pairs(graph, images)
         if new is not None:
             tried = _touching(tried, new, n)
         found = verify_by_keypoints(_without(_without(_without(tried, near), exact), aligned), open_image, progress)
@@ -546,7 +575,7 @@ def find_duplicates(
         aligned_scores = np.concatenate([aligned_scores, np.array(list(found.values()), dtype=np.float32)])
     near = np.concatenate([near, aligned[aligned_scores >= threshold]])  # keypoints need no crowd rule
     exact_groups = {tuple(g) for g in connected_groups(n, exact)}
-    sizes = [f.width * f.height for f in facts]
+    sizes = (images.widths * images.heights).tolist()
     groups = []
     for members in connected_groups(n, np.concatenate([near, exact])):
         group_splits = sorted({s for s in (splits[i] for i in members) if s})

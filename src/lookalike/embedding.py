@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .dedup import THUMB, ImageFacts, image_facts
+from .dedup import THUMB, ImageFacts, Thumbnails, image_facts
 
 if TYPE_CHECKING:
     from .models import Embedder
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+# A file modified this recently is hashed again next time rather than trusted by its signature: a write in the
+# same tick of a coarse file-system clock would leave size and time unchanged (git's "racily clean" entries).
+RACY_NS = 2_000_000_000
 
 
 def content_hash(path: str | Path) -> str:
@@ -41,16 +46,35 @@ def content_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def hash_files(paths: Sequence[str]) -> tuple[list[str | None], dict[int, str]]:
-    """Each file's :func:`content_hash` (None where it cannot be read) and the errors, by position."""
-    hashes: list[str | None] = []
+def hash_files(paths: Sequence[str], cache: EmbeddingCache | None = None) -> tuple[list[str | None], dict[int, str]]:
+    """Each file's :func:`content_hash` (None where it cannot be read) and the errors, by position. With a
+    ``cache``, a file whose size, modification time and inode are those recorded when it was last hashed
+    keeps that hash unread, as git's index does: rereading a million unchanged files took minutes."""
+    hashes: list[str | None] = [None] * len(paths)
     errors: dict[int, str] = {}
+    stats: dict[int, tuple[int, int, int]] = {}
     for i, p in enumerate(paths):
         try:
-            hashes.append(content_hash(p))
+            st = os.stat(p)
+            stats[i] = (st.st_size, st.st_mtime_ns, st.st_ino)
         except OSError as e:
-            hashes.append(None)
             errors[i] = f"cannot read file: {e.strerror or e}"
+    known = cache.file_hashes([paths[i] for i in stats]) if cache else {}
+    fresh: dict[str, tuple[tuple[int, int, int], str]] = {}
+    for i, stat in stats.items():
+        seen = known.get(paths[i])
+        if seen is not None and seen[0] == stat:
+            hashes[i] = seen[1]
+            continue
+        try:
+            hashes[i] = h = content_hash(paths[i])
+        except OSError as e:
+            errors[i] = f"cannot read file: {e.strerror or e}"
+            continue
+        if time.time_ns() - stat[1] > RACY_NS:
+            fresh[paths[i]] = (stat, h)
+    if cache and fresh:
+        cache.put_file_hashes(fresh)
     return hashes, errors
 
 
@@ -68,11 +92,15 @@ class EmbeddingCache:
             "CREATE TABLE IF NOT EXISTS facts (hash TEXT PRIMARY KEY, pixel_hash TEXT, width INTEGER, "
             "height INTEGER, thumb BLOB)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, "
+            "hash TEXT)"
+        )
         self._db.commit()
 
-    def _select(self, sql: str, params: Sequence[Any], hashes: Sequence[str]) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``sql`` (ending in ``hash IN``) for the hashes, in chunks SQLite accepts."""
-        unique = list(dict.fromkeys(hashes))
+    def _select(self, sql: str, params: Sequence[Any], keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` (ending in ``... IN``) for the keys, in chunks SQLite accepts."""
+        unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
             chunk = unique[start:start + 500]
             yield from self._db.execute(f"{sql} ({','.join('?' * len(chunk))})", [*params, *chunk])
@@ -88,10 +116,21 @@ class EmbeddingCache:
         )
         self._db.commit()
 
-    def get_facts(self, hashes: Sequence[str]) -> dict[str, ImageFacts]:
-        rows = self._select("SELECT hash, pixel_hash, width, height, thumb FROM facts WHERE hash IN", [], hashes)
-        return {h: ImageFacts(ph, np.frombuffer(t, dtype=np.float32).reshape(THUMB, THUMB), w, ht)
-                for h, ph, w, ht, t in rows}
+    def thumbnails(self, hashes: Sequence[str]) -> Thumbnails:
+        """The cached facts of these images (every hash must be cached), in order, as one block of arrays."""
+        at: dict[str, list[int]] = {}
+        for row, h in enumerate(hashes):
+            at.setdefault(h, []).append(row)
+        out = Thumbnails.empty(len(hashes))
+        found = 0
+        for h, pixel_hash, width, height, thumb in self._select(
+                "SELECT hash, pixel_hash, width, height, thumb FROM facts WHERE hash IN", [], hashes):
+            for row in at[h]:
+                out.set(row, pixel_hash, np.frombuffer(thumb, dtype=np.float32).reshape(THUMB, THUMB), width, height)
+            found += 1
+        if found < len(at):
+            raise KeyError(f"{len(at) - found} images have no cached facts")
+        return out
 
     def known_facts(self, hashes: Sequence[str]) -> set[str]:
         """The hashes whose facts are cached (without reading them)."""
@@ -102,6 +141,16 @@ class EmbeddingCache:
             "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?)",
             [(h, f.pixel_hash, f.width, f.height, np.asarray(f.thumb, np.float32).tobytes()) for h, f in items.items()],
         )
+        self._db.commit()
+
+    def file_hashes(self, paths: Sequence[str]) -> dict[str, tuple[tuple[int, int, int], str]]:
+        """The (size, mtime_ns, inode) each file had when it was last hashed, and that hash."""
+        rows = self._select("SELECT path, size, mtime_ns, inode, hash FROM files WHERE path IN", [], paths)
+        return {p: ((size, mtime, inode), h) for p, size, mtime, inode, h in rows}
+
+    def put_file_hashes(self, items: dict[str, tuple[tuple[int, int, int], str]]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+                             [(p, *stat, h) for p, (stat, h) in items.items()])
         self._db.commit()
 
     def count(self, model_key: str) -> int:
@@ -170,13 +219,11 @@ def _decode(paths: Sequence[str], preprocess: Callable[[Any], Any] | None, batch
     return loader
 
 
-def image_facts_of(paths: Sequence[str], hashes: Sequence[str], cache: EmbeddingCache, num_workers: int = 2,
-                   progress: Progress | None = None, keep: bool = True) -> tuple[dict[str, ImageFacts], dict[str, str]]:
-    """Image facts by content hash for files with known hashes: from the cache, else decoded now (and
-    cached). Also the errors of files that could not be decoded, by hash. ``keep=False`` only fills the
-    cache and returns no facts (4 GB of thumbnails at a million images)."""
-    facts = cache.get_facts(hashes) if keep else {}
-    known = set(facts) if keep else cache.known_facts(hashes)
+def cache_image_facts(paths: Sequence[str], hashes: Sequence[str], cache: EmbeddingCache, num_workers: int = 2,
+                      progress: Progress | None = None) -> dict[str, str]:
+    """Decode the files whose facts the cache lacks (by content hash) and cache their facts; return the errors
+    of files that could not be decoded, by hash."""
+    known = cache.known_facts(hashes)
     todo = {h: p for p, h in zip(paths, hashes, strict=True) if h not in known}
     order = list(todo)
     errors: dict[str, str] = {}
@@ -184,15 +231,12 @@ def image_facts_of(paths: Sequence[str], hashes: Sequence[str], cache: Embedding
     if progress:
         progress(0, len(order))
     for batch in _decode([todo[h] for h in order], None, 256, num_workers):
-        fresh = {order[j]: f for j, _, f, _ in batch if f is not None}
+        cache.put_facts({order[j]: f for j, _, f, _ in batch if f is not None})
         errors.update({order[j]: err for j, _, _, err in batch if err is not None})
-        cache.put_facts(fresh)
-        if keep:
-            facts.update(fresh)
         done += len(batch)
         if progress:
             progress(done, len(order))
-    return facts, errors
+    return errors
 
 
 def embed_files(
@@ -204,7 +248,7 @@ def embed_files(
     progress: Progress | None = None,
 ) -> EmbedResult:
     """Embed image files, reusing cached vectors; see the module docstring."""
-    hashes, errors = hash_files(paths)
+    hashes, errors = hash_files(paths, cache)
     result = EmbedResult(hashes=hashes, errors=errors)
     known = cache.get(embedder.key, [h for h in result.hashes if h]) if cache else {}
     todo: dict[str, int] = {}  # hash -> first input index carrying it
