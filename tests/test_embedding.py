@@ -141,7 +141,12 @@ def test_unchanged_files_are_not_read_again_and_changed_ones_are(tmp_path: Path,
 
     Path(paths[1]).write_bytes(Path(paths[2]).read_bytes())  # changed, and just now: hashed, not recorded
     read: list[str] = []
-    monkeypatch.setattr(embedding, "content_hash", lambda p: read.append(p) or content_hash(p))
+
+    def counted(path: str) -> str:
+        read.append(path)
+        return content_hash(path)
+
+    monkeypatch.setattr(embedding, "content_hash", counted)
     second, errors = embedding.hash_files([*paths, str(tmp_path / "gone.png")], cache)
     assert read == [paths[1]] and not errors.keys() - {3}
     assert second == [first[0], first[2], first[2], None]

@@ -57,8 +57,13 @@ def test_round_trip_and_validation(tmp_path: Path) -> None:
         exact_knn(bad, 2)
 
 
-def test_update_equals_recomputing_after_adds_changes_and_removals() -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_update_equals_recomputing_after_adds_changes_and_removals(precision: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import lookalike.graph as graph
     from lookalike.graph import update_knn
+
+    monkeypatch.setattr(graph, "MERGE_ROWS", 64)  # the untouched rows merge in several chunks
 
     rng = np.random.default_rng(4)
     old_v = _unit(rng, 400, 16)
@@ -70,8 +75,8 @@ def test_update_equals_recomputing_after_adds_changes_and_removals() -> None:
     changed = rng.choice(350, 20, replace=False)
     new_v[changed] = _unit(rng, 20, 16)
     old_rows[changed] = -1
-    updated = update_knn(old, old_rows, new_v, 8)
-    fresh = exact_knn(new_v, 8)
+    updated = update_knn(old, old_rows, new_v, 8, precision=precision)
+    fresh = exact_knn(new_v, 8, precision="fp32")
     np.testing.assert_allclose(updated.sims, fresh.sims, atol=1e-5)
     assert (updated.indices == fresh.indices).mean() > 0.999  # ties may order differently
 

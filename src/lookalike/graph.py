@@ -98,24 +98,24 @@ def _top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return values, torch.where(at < k * CHUNK, in_chunk, at - k * CHUNK + chunks * CHUNK)
 
 
-def _rescore(base: torch.Tensor, rows: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-    """fp32 cosines of each of ``rows`` with its candidates ``cand`` (rows x wide), ``RESCORE_ROWS`` at a time.
-    The candidates' vectors are gathered into one reused buffer: a fresh 100 MB tensor each time cost 6x the
-    gather itself in page faults."""
+def _rescore(base: torch.Tensor, queries: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """fp32 cosines of each row of ``queries`` with its candidates ``cand`` (rows of ``base``, queries x wide),
+    ``RESCORE_ROWS`` at a time. The candidates' vectors are gathered into one reused buffer: a fresh 100 MB
+    tensor each time cost 6x the gather itself in page faults."""
     import torch
 
     out = torch.empty(cand.shape, dtype=torch.float32)
-    gathered = torch.empty(min(len(rows), RESCORE_ROWS) * cand.shape[1], base.shape[1])
-    for r in range(0, len(rows), RESCORE_ROWS):
+    gathered = torch.empty(min(len(queries), RESCORE_ROWS) * cand.shape[1], base.shape[1])
+    for r in range(0, len(queries), RESCORE_ROWS):
         c = cand[r:r + RESCORE_ROWS]
         g = gathered[:c.numel()]
         torch.index_select(base, 0, c.flatten(), out=g)
-        queries = base[rows[r:r + RESCORE_ROWS], :, None]
-        out[r:r + RESCORE_ROWS] = torch.bmm(g.view(*c.shape, base.shape[1]), queries)[..., 0]
+        q = queries[r:r + RESCORE_ROWS, :, None]
+        out[r:r + RESCORE_ROWS] = torch.bmm(g.view(*c.shape, base.shape[1]), q)[..., 0]
     return out
 
 
-def _certified(base: torch.Tensor, part: torch.Tensor, scores: torch.Tensor, k: int,
+def _certified(base: torch.Tensor, queries: torch.Tensor, scores: torch.Tensor, k: int,
                wide: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``wide`` best bf16 candidates of each row of ``scores``, re-scored in fp32 and sorted, cut to ``k``;
     and which rows are in doubt: where the last candidate's bf16 score, plus twice the largest rounding
@@ -124,7 +124,7 @@ def _certified(base: torch.Tensor, part: torch.Tensor, scores: torch.Tensor, k: 
     import torch
 
     approx, cand = _top(scores, wide)
-    exact = _rescore(base, part, cand)
+    exact = _rescore(base, queries, cand)
     error = float((exact - approx.float()).abs().max())
     exact, order = torch.sort(exact, dim=1, descending=True)
     cand = cand.gather(1, order)
@@ -146,44 +146,48 @@ def _products(queries: Callable[[int, int], torch.Tensor], count: int, other: to
         yield start, torch.matmul(part, other, out=buffer[:len(part)])
 
 
-def _search(base: torch.Tensor, low_t: torch.Tensor | None, rows: np.ndarray, k: int,
-            block: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """The exact ``k`` nearest rows of ``base`` to each of ``rows`` (itself excluded), ``block`` rows at a
-    time. With ``low_t`` (``base`` in bf16, transposed: the layout the product reads fastest), the bf16
-    products pick ``k + LOW_PRECISION_MARGIN`` candidates, re-scored in fp32 (:func:`_certified`); rows in
-    doubt take ``k + WIDER_MARGIN`` candidates, and rows still in doubt are searched in fp32. Also returns
-    how many rows were searched in fp32."""
+def _search(base: torch.Tensor, low_t: torch.Tensor | None, queries: torch.Tensor, itself: np.ndarray | None,
+            k: int, block: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The exact ``k`` nearest rows of ``base`` to each row of ``queries`` (fp32), ``block`` queries at a
+    time; ``itself[i]``, where given, is query ``i``'s own row of ``base``, never its neighbour. With
+    ``low_t`` (``base`` in bf16, transposed: the layout the product reads fastest), the bf16 products pick
+    ``k + LOW_PRECISION_MARGIN`` candidates, re-scored in fp32 (:func:`_certified`); rows in doubt take
+    ``k + WIDER_MARGIN`` candidates, and rows still in doubt are searched in fp32. Also returns how many
+    rows were searched in fp32."""
     import torch
 
-    n = len(base)
-    indices = np.empty((len(rows), k), dtype=np.int64)
-    sims = np.empty((len(rows), k), dtype=np.float32)
+    n, count = len(base), len(queries)
+    k = min(k, n - 1 if itself is not None else n)
+    indices = np.empty((count, k), dtype=np.int64)
+    sims = np.empty((count, k), dtype=np.float32)
     redone = 0
-    query_rows = torch.from_numpy(rows)
+    own = torch.from_numpy(itself) if itself is not None else None
+    others = n - 1 if itself is not None else n
 
-    def queries(start: int, stop: int) -> torch.Tensor:
-        part = query_rows[start:stop]
-        return low_t[:, part].T if low_t is not None else base[part]
+    def low(start: int, stop: int) -> torch.Tensor:
+        return queries[start:stop].to(low_t.dtype) if low_t is not None else queries[start:stop]
 
-    for start, s in _products(queries, len(rows), low_t if low_t is not None else base.T, block):
-        part = query_rows[start:start + len(s)]
-        s[torch.arange(len(part)), part] = -torch.inf  # not its own neighbour
+    for start, s in _products(low, count, low_t if low_t is not None else base.T, block):
+        q = queries[start:start + len(s)]
+        if own is not None:
+            s[torch.arange(len(s)), own[start:start + len(s)]] = -torch.inf  # not its own neighbour
         if low_t is None:
             values, cand = _top(s, k)
         else:
-            values, cand, doubt = _certified(base, part, s, k, min(n - 1, k + LOW_PRECISION_MARGIN))
+            values, cand, doubt = _certified(base, q, s, k, min(others, k + LOW_PRECISION_MARGIN))
             again = torch.nonzero(doubt).flatten()
             if len(again):
-                v2, c2, doubt2 = _certified(base, part[again], s[again], k, min(n - 1, k + WIDER_MARGIN))
+                v2, c2, doubt2 = _certified(base, q[again], s[again], k, min(others, k + WIDER_MARGIN))
                 values[again], cand[again] = v2, c2
                 last = again[doubt2]
                 if len(last):  # in fp32, all at once
-                    full = base[part[last]] @ base.T
-                    full[torch.arange(len(last)), part[last]] = -torch.inf
+                    full = q[last] @ base.T
+                    if own is not None:
+                        full[torch.arange(len(last)), own[start:start + len(s)][last]] = -torch.inf
                     values[last], cand[last] = torch.topk(full, k, dim=1)
                     redone += len(last)
-        indices[start:start + len(part)] = cand.numpy()
-        sims[start:start + len(part)] = values.float().numpy()
+        indices[start:start + len(s)] = cand.numpy()
+        sims[start:start + len(s)] = values.float().numpy()
     return indices, sims, redone
 
 
@@ -219,7 +223,7 @@ def exact_knn(vectors: np.ndarray, k: int, block: int | None = None, precision: 
     with torch.inference_mode():
         base = torch.from_numpy(v)
         low_t = base.T.bfloat16().contiguous() if bf16 else None
-        indices, sims, redone = _search(base, low_t, np.arange(len(v)), k, _block_rows(len(v), block, bf16))
+        indices, sims, redone = _search(base, low_t, base, np.arange(len(v)), k, _block_rows(len(v), block, bf16))
     if redone:
         log.info("exact kNN: %d of %d rows searched again in fp32 (bf16 candidates not certified)", redone, len(v))
     return KnnGraph(indices=indices, sims=sims)
@@ -301,7 +305,7 @@ def _partitioned(vectors: np.ndarray, k: int, queries: int, exclude_self: bool, 
                 values, at = _top(scores, w)
                 found = cand[at]
                 if wide > k:
-                    values, ranked = torch.sort(_rescore(base, q, found), dim=1, descending=True)
+                    values, ranked = torch.sort(_rescore(base, base[q], found), dim=1, descending=True)
                     found = found.gather(1, ranked)
                 got = min(k, w)
                 indices[q.numpy(), :got] = found[:, :k].numpy()
@@ -340,6 +344,9 @@ def recall(graph: KnnGraph, vectors: np.ndarray, rows: np.ndarray) -> float:
     return float(np.mean([len(set(t) & set(g)) / graph.k for t, g in zip(truth, graph.indices[rows], strict=True)]))
 
 
+MERGE_ROWS = 1 << 16  # untouched rows merged at a time (their vectors are copied out of the matrix)
+
+
 def update_knn(old: KnnGraph, old_rows: np.ndarray, vectors: np.ndarray, k: int, block: int | None = None,
                precision: str = "auto") -> KnnGraph:
     """The kNN graph of ``vectors`` from ``old``, a graph of an earlier version of the same samples.
@@ -365,21 +372,23 @@ def update_knn(old: KnnGraph, old_rows: np.ndarray, vectors: np.ndarray, k: int,
     clean, fresh = kept[whole], np.setdiff1d(np.arange(n), kept[whole])
     indices[clean], sims[clean] = moved[whole], old.sims[old_rows[clean], :k]
     base = torch.from_numpy(v)
+    bf16 = use_bf16(precision)
     with torch.inference_mode():
         if len(fresh):  # afresh: every row that is new or lost a neighbour
-            bf16 = use_bf16(precision)
             low_t = base.T.bfloat16().contiguous() if bf16 else None
-            indices[fresh], sims[fresh], _ = _search(base, low_t, fresh, k, _block_rows(n, block, bf16))
+            indices[fresh], sims[fresh], _ = _search(base, low_t, base[torch.from_numpy(fresh)], fresh, k,
+                                                     _block_rows(n, block, bf16))
         added = np.setdiff1d(np.arange(n), kept)
-        step = _block_rows(n, block)
-        for start in range(0, len(clean), step):  # merge the added rows into the untouched ones
-            if not len(added):
-                break
-            part = clean[start:start + step]
-            to_added = (base[torch.from_numpy(part)] @ base[torch.from_numpy(added)].T).numpy()
-            both_i = np.concatenate([indices[part], np.broadcast_to(added, to_added.shape)], axis=1)
-            both_s = np.concatenate([sims[part], to_added], axis=1)
-            order = np.argsort(-both_s, axis=1, kind="stable")[:, :k]
-            indices[part] = np.take_along_axis(both_i, order, axis=1)
-            sims[part] = np.take_along_axis(both_s, order, axis=1)
+        if len(added) and len(clean):  # the untouched rows merge in their nearest added rows
+            among = base[torch.from_numpy(added)]
+            low_among = among.T.bfloat16().contiguous() if bf16 else None
+            for start in range(0, len(clean), MERGE_ROWS):
+                part = clean[start:start + MERGE_ROWS]
+                near, near_sims, _ = _search(among, low_among, base[torch.from_numpy(part)], None, k,
+                                             _block_rows(len(added), block, bf16))
+                both_i = np.concatenate([indices[part], added[near]], axis=1)
+                both_s = np.concatenate([sims[part], near_sims], axis=1)
+                order = np.argsort(-both_s, axis=1, kind="stable")[:, :k]
+                indices[part] = np.take_along_axis(both_i, order, axis=1)
+                sims[part] = np.take_along_axis(both_s, order, axis=1)
     return KnnGraph(indices=indices, sims=sims)
