@@ -86,10 +86,13 @@ def vectors_for(n: int, dim: int) -> np.ndarray:
 
 def write_vectors(name: str, n: int, dim: int, out: Path, env: dict[str, str]) -> None:
     """The vectors file and its ids file, rows in the order of the dataset's samples."""
-    code = (f"import fiftyone as fo, json; ds = fo.load_dataset({name!r}); "
-            f"print(json.dumps(list(zip(ds.values('id'), ds.values('filepath')))))")
-    pairs = json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
-                                      text=True).stdout)
+    # Written to a file, not printed: anything else the child prints (a notice from FiftyOne) would land in
+    # the middle of the JSON.
+    listing = out.with_suffix(".samples.json")
+    code = (f"import fiftyone as fo, json; ds = fo.load_dataset({name!r}); open({str(listing)!r}, 'w').write("
+            f"json.dumps(list(zip(ds.values('id'), ds.values('filepath')))))")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    pairs = json.loads(listing.read_text())
     v = vectors_for(n, dim)
     rows = [int(Path(p).stem) for _, p in pairs]
     np.save(out, v[rows])
