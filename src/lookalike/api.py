@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ SIMILAR_VIEW = "lookalike-similar"
 GRAPH_K = DEFAULT_K  # neighbours stored per sample: enough for every analysis
 UPDATE_ABOVE = 0.5  # share of unchanged samples above which a stored graph is updated rather than rebuilt
 RECALL_SAMPLE = 200  # rows an approximate graph is checked on against exact search (200 x N: well under 1 s)
+GRAPH_SUFFIX, VECTORS_SUFFIX, KEYS_SUFFIX = ".npz", ".vectors.npy", ".keys.json"  # files beside the store
 
 
 @dataclass
@@ -411,11 +413,8 @@ class Suspect:
 def embeddings(name: str, *, model: str | None = None, config: Config | None = None) -> tuple[list[str], np.ndarray]:
     """The indexed vectors of an embedding run (L2-normalised float32 rows) and their sample ids, sorted
     by id: the same vectors every analysis reads."""
-    config = config or load_config()
-    index = open_run_index(get_run(get_dataset(name), model), config)
-    with index.session():
-        ids = sorted(index.payloads())
-        return ids, index.vectors(ids)
+    rows = _RunRows.of(name, model, config or load_config())
+    return rows.ids, rows.vectors()
 
 
 def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
@@ -433,44 +432,110 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
     return ids, graph
 
 
+@dataclass
+class _RunRows:
+    """An embedding run's indexed samples, read once: their ids (sorted), each row's key (its sample id and
+    content: a changed image is a changed row), and the files derived from them beside the store, named by
+    a digest of the keys (any change to the samples gives new names): the kNN graph and a copy of the
+    vectors, memory-mapped (reading a million vectors out of the store, as lists of Python floats, took
+    50 s in every analysis)."""
+
+    run: dict[str, Any]
+    index: EdgeIndex | QdrantIndex
+    ids: list[str]
+    keys: list[str]
+    folder: Path
+    stem: str  # collection name: the files of every version of this run's rows start with it
+    digest: str
+    config: Config
+    _vectors: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, name: str, model: str | None, config: Config) -> _RunRows:
+        run = get_run(get_dataset(name), model)
+        index = open_run_index(run, config)
+        payloads = index.payloads()
+        ids = sorted(payloads)
+        keys = [":".join(str(payloads[i][key]) for key in ("sample_id", HASH_FIELD, VECTOR_HASH) if key in payloads[i])
+                for i in ids]
+        del payloads  # a million payload dicts: 1.5 GB
+        return cls(run=run, index=index, ids=ids, keys=keys, folder=config.index.home_path() / "graphs",
+                   stem=collection_name(name, run["model_key"]),
+                   digest=hashlib.sha256("".join(keys).encode()).hexdigest()[:16], config=config)
+
+    def path(self, suffix: str, digest: str | None = None) -> Path:
+        return self.folder / f"{self.stem}-{digest or self.digest}{suffix}"
+
+    def earlier(self, suffix: str) -> list[Path]:
+        """Files of earlier versions of these rows, oldest first."""
+        return sorted((p for p in self.folder.glob(f"{self.stem}-*{suffix}") if p != self.path(suffix)),
+                      key=lambda p: p.stat().st_mtime)
+
+    def vectors(self) -> np.ndarray:
+        """The rows' vectors, from the copy beside the store; made where missing, from an earlier version's
+        copy (rows found again by key) and the store (only rows the earlier copy lacks)."""
+        if self._vectors is not None:
+            return self._vectors
+        path = self.path(VECTORS_SUFFIX)
+        if not path.is_file():
+            out = np.empty((len(self.ids), self.run["dim"]), dtype=np.float32)
+            todo = np.arange(len(self.ids))
+            for before in self.earlier(VECTORS_SUFFIX)[-1:]:
+                old_keys = self.folder / before.name.replace(VECTORS_SUFFIX, KEYS_SUFFIX)
+                if old_keys.is_file():
+                    row = {key: r for r, key in enumerate(json.loads(old_keys.read_text()))}
+                    at = np.array([row.get(key, -1) for key in self.keys])
+                    found = np.flatnonzero(at >= 0)
+                    out[found] = np.load(before, mmap_mode="r")[at[found]]
+                    todo = np.flatnonzero(at < 0)
+            if len(todo):
+                out[todo] = self.index.vectors([self.ids[i] for i in todo])
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for stale in [*self.earlier(VECTORS_SUFFIX), *self.earlier(KEYS_SUFFIX), *self.earlier(".partial.npy")]:
+                stale.unlink()
+            partial = path.with_suffix(".partial.npy")
+            np.save(partial, out)
+            self.path(KEYS_SUFFIX).write_text(json.dumps(self.keys))
+            partial.replace(path)  # complete or absent: an interrupted write leaves no half file under the name
+        self._vectors = np.load(path, mmap_mode="c")  # copy-on-write: writable, read on demand
+        return self._vectors
+
+    def graph(self, k: int) -> KnnGraph:
+        """The :func:`knn_graph` of these rows, with at least ``k`` neighbours."""
+        k = min(k, len(self.ids) - 1)
+        path = self.path(GRAPH_SUFFIX)
+        if path.is_file():
+            kept, _ = KnnGraph.load(path)
+            if kept.k >= k:
+                return kept.first(k)
+        want = min(max(k, GRAPH_K), len(self.ids) - 1)
+        config = self.config
+        graph: KnnGraph | None = None
+        stored = self.earlier(GRAPH_SUFFIX)
+        if stored:  # an earlier version of this run's samples: search only for what changed
+            old, old_keys = KnnGraph.load(stored[-1])
+            row = {key: r for r, key in enumerate(old_keys)}
+            old_rows = np.array([row.get(key, -1) for key in self.keys])
+            if old.k >= want and (old_rows >= 0).mean() >= UPDATE_ABOVE:
+                graph = update_knn(old, old_rows, self.vectors(), want, precision=config.index.graph_precision)
+        if graph is None:
+            vectors = self.vectors()
+            graph = knn(vectors, want, config.index.exact_graph_max, config.index.graph_precision)
+            if len(self.ids) > config.index.exact_graph_max:
+                rows = np.random.default_rng(0).choice(len(self.ids), min(RECALL_SAMPLE, len(self.ids)), replace=False)
+                log.info("approximate kNN graph of %d samples: recall@%d %.4f against exact search on %d rows",
+                         len(self.ids), want, recall(graph, vectors, rows), len(rows))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in stored:
+            stale.unlink()
+        graph.save(path, self.keys)
+        return graph.first(k)
+
+
 def _graph_of(name: str, k: int, model: str | None, config: Config | None) -> tuple[list[str], list[str], KnnGraph]:
-    """:func:`knn_graph`, with each row's key: its sample id and content (a changed image is a changed row)."""
-    config = config or load_config()
-    run = get_run(get_dataset(name), model)
-    index = open_run_index(run, config)
-    payloads = index.payloads()
-    ids = sorted(payloads)
-    k = min(k, len(ids) - 1)
-    keys = [":".join(str(payloads[i][key]) for key in ("sample_id", HASH_FIELD, VECTOR_HASH) if key in payloads[i])
-            for i in ids]
-    folder = config.index.home_path() / "graphs"
-    collection = collection_name(name, run["model_key"])
-    path = folder / f"{collection}-{hashlib.sha256(''.join(keys).encode()).hexdigest()[:16]}.npz"
-    if path.is_file():
-        kept, _ = KnnGraph.load(path)
-        if kept.k >= k:
-            return ids, keys, kept.first(k)
-    want = min(max(k, GRAPH_K), len(ids) - 1)
-    vectors = index.vectors(ids)
-    graph: KnnGraph | None = None
-    stored = sorted(folder.glob(f"{collection}-*.npz"), key=lambda p: p.stat().st_mtime)
-    if stored:  # an earlier version of this run's samples: search only for what changed
-        old, old_keys = KnnGraph.load(stored[-1])
-        row = {key: r for r, key in enumerate(old_keys)}
-        old_rows = np.array([row.get(key, -1) for key in keys])
-        if old.k >= want and (old_rows >= 0).mean() >= UPDATE_ABOVE:
-            graph = update_knn(old, old_rows, vectors, want, precision=config.index.graph_precision)
-    if graph is None:
-        graph = knn(vectors, want, config.index.exact_graph_max, config.index.graph_precision)
-        if len(ids) > config.index.exact_graph_max:
-            rows = np.random.default_rng(0).choice(len(ids), min(RECALL_SAMPLE, len(ids)), replace=False)
-            log.info("approximate kNN graph of %d samples: recall@%d %.4f against exact search on %d rows",
-                     len(ids), want, recall(graph, vectors, rows), len(rows))
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in stored:
-        stale.unlink()
-    graph.save(path, keys)
-    return ids, keys, graph.first(k)
+    """:func:`knn_graph`, with each row's key."""
+    rows = _RunRows.of(name, model, config or load_config())
+    return rows.ids, rows.keys, rows.graph(k)
 
 
 def _class_probs(dataset: fo.Dataset, ids: list[str], field: str, classes: list[str]) -> np.ndarray:
@@ -743,11 +808,11 @@ def compute_map(
         raise ConfigError(f"cannot colour by {colour_by!r}; use one of {', '.join(maps.COLOUR_FIELDS)}")
     config = config or load_config()
     dataset = get_dataset(name)
-    run = get_run(dataset, model)
-    ids, vectors = embeddings(name, model=model, config=config)
+    rows = _RunRows.of(name, model, config)
+    run, ids, keys = rows.run, rows.ids, rows.keys
     if len(ids) < 4:
         raise ConfigError(f"dataset {name!r} has {len(ids)} embedded samples; a map needs at least 4")
-    _, keys, graph = _graph_of(name, maps.UMAP_K, model, config)  # rows in the same (sorted id) order
+    vectors, graph = rows.vectors(), rows.graph(maps.UMAP_K)
     unique = maps.uniqueness(graph)
     state = config.index.home_path() / "maps" / f"{collection_name(name, run['model_key'])}.npz"
     known_points, known_clusters, fitted = _earlier_map(state, keys, seed, min_cluster_size)

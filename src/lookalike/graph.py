@@ -191,15 +191,24 @@ def _search(base: torch.Tensor, low_t: torch.Tensor | None, queries: torch.Tenso
     return indices, sims, redone
 
 
-def nearest(queries: np.ndarray, base: np.ndarray, k: int, precision: str = "auto") -> np.ndarray:
+def _tensor(vectors: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Vectors as a tensor: a checked float32 array shared, or a tensor as it is (candidate searches may hold
+    their rows in bf16 already: half the memory of float32)."""
+    import torch
+
+    return vectors if isinstance(vectors, torch.Tensor) else torch.from_numpy(as_vectors(vectors))
+
+
+def nearest(queries: np.ndarray | torch.Tensor, base: np.ndarray | torch.Tensor, k: int,
+            precision: str = "auto") -> np.ndarray:
     """The rows of ``base`` with the ``k`` largest products with each query row, by the exact graph's
     blocked products (bf16 where fast) and two-stage top-k, without re-scoring: for candidate searches
     whose every pair is checked exactly afterwards. A query that is also a row of ``base`` finds itself."""
     import torch
 
-    bf16 = use_bf16(precision)
     with torch.inference_mode():
-        q, b = torch.from_numpy(as_vectors(queries)), torch.from_numpy(as_vectors(base))
+        q, b = _tensor(queries), _tensor(base)
+        bf16 = b.dtype == torch.bfloat16 or use_bf16(precision)
         other = b.T.bfloat16().contiguous() if bf16 else b.T
         out = np.empty((len(q), k), dtype=np.int64)
         for start, s in _products(lambda a, z: q[a:z].to(other.dtype), len(q), other, _block_rows(len(b), None, bf16)):
@@ -265,16 +274,17 @@ def _clusters(low: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     return assigned, torch.argsort(closeness, dim=1, descending=True)
 
 
-def _partitioned(vectors: np.ndarray, k: int, queries: int, exclude_self: bool, rescore: bool,
+def _partitioned(vectors: np.ndarray | torch.Tensor, k: int, queries: int, exclude_self: bool, rescore: bool,
                  precision: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Approximate ``k`` nearest rows of ``vectors`` to each of its first ``queries`` rows (see ``PROBES``):
-    indices and similarities, most similar first. Products in bf16 where fast, then (with ``rescore``)
-    the best ``k + LOW_PRECISION_MARGIN`` re-scored in fp32."""
+    indices and similarities, most similar first. Products in bf16 where fast (or where ``vectors`` are
+    bf16 already), then (with ``rescore``, from float32 vectors) the best ``k + LOW_PRECISION_MARGIN``
+    re-scored in fp32."""
     import torch
 
     with torch.inference_mode():
-        base = torch.from_numpy(vectors)
-        low = base.bfloat16() if use_bf16(precision) else base
+        base = _tensor(vectors)
+        low = base.bfloat16() if base.dtype != torch.bfloat16 and use_bf16(precision) else base
         assigned, neighbours = _clusters(low, seed)
         order = torch.argsort(assigned)
         sizes = torch.bincount(assigned, minlength=len(neighbours))
@@ -321,10 +331,11 @@ def approximate_knn(vectors: np.ndarray, k: int, precision: str = "auto", seed: 
     return KnnGraph(indices=indices, sims=sims)
 
 
-def approximate_nearest(base: np.ndarray, k: int, queries: int, precision: str = "auto", seed: int = 0) -> np.ndarray:
+def approximate_nearest(base: np.ndarray | torch.Tensor, k: int, queries: int, precision: str = "auto",
+                        seed: int = 0) -> np.ndarray:
     """For each of the first ``queries`` rows of ``base``, about the ``k`` rows with the largest bf16 products
     (itself included): for candidate searches too large for :func:`nearest`, verified exactly afterwards."""
-    return _partitioned(as_vectors(base), min(k, len(base)), queries, exclude_self=False, rescore=False,
+    return _partitioned(base, min(k, len(base)), queries, exclude_self=False, rescore=False,
                         precision=precision, seed=seed)[0]
 
 
@@ -336,12 +347,17 @@ def knn(vectors: np.ndarray, k: int, exact_max: int, precision: str = "auto") ->
 
 
 def recall(graph: KnnGraph, vectors: np.ndarray, rows: np.ndarray) -> float:
-    """Share of the true ``graph.k`` nearest neighbours of ``rows`` that the graph lists (exact search)."""
+    """Share of the true ``graph.k`` nearest neighbours of ``rows`` that the graph lists (exact search), a few
+    rows at a time (200 rows' scores against a million, and their sort order, were 3 GB at once)."""
     v = as_vectors(vectors)
-    sims = v[rows] @ v.T
-    sims[np.arange(len(rows)), rows] = -np.inf
-    truth = np.argpartition(-sims, graph.k, axis=1)[:, : graph.k]
-    return float(np.mean([len(set(t) & set(g)) / graph.k for t, g in zip(truth, graph.indices[rows], strict=True)]))
+    found = 0
+    for start in range(0, len(rows), 16):
+        part = np.asarray(rows[start:start + 16])
+        sims = v[part] @ v.T
+        sims[np.arange(len(part)), part] = -np.inf
+        truth = np.argpartition(-sims, graph.k, axis=1)[:, : graph.k]
+        found += sum(len(set(t) & set(g)) for t, g in zip(truth.tolist(), graph.indices[part].tolist(), strict=True))
+    return found / (graph.k * len(rows))
 
 
 MERGE_ROWS = 1 << 16  # untouched rows merged at a time (their vectors are copied out of the matrix)
