@@ -180,14 +180,18 @@ def test_mislabels_finds_the_planted_one_and_reruns_replace_results(tmp_path: Pa
     assert planted.id not in get_dataset(dataset_name).match_tags("suspect-label").values("id")
     ids, graph = knn_graph(dataset_name, 10)
     assert len(ids) == 36 and graph.k == 10
-    stored = list((Path(os.environ["LOOKALIKE_HOME"]) / "graphs").glob(f"*{dataset_name}*"))
-    assert len(stored) == 1
+    def stored_files() -> list[str]:
+        return sorted(p.name for p in (Path(os.environ["LOOKALIKE_HOME"]) / "graphs").glob(f"*{dataset_name}*"))
+
+    stored = stored_files()  # one version of the rows: its graph and its vectors
+    assert [n.split(".", 1)[1] for n in stored] == ["npz", "vectors.npy"]
+    assert len({n.split(".", 1)[0] for n in stored}) == 1
     # A changed image is a new graph: its sample's neighbours come from its new vector.
     path = Path(ds[planted.id].filepath)
     Image.open(tmp_path / "colours" / "green" / "green-2-0.png").save(path)
     embed(dataset_name, "efficientnet-lite0", image_size=64)
     ids, graph = knn_graph(dataset_name, 10)
-    assert list((Path(os.environ["LOOKALIKE_HOME"]) / "graphs").glob(f"*{dataset_name}*")) != stored
+    assert len(stored_files()) == 2 and not set(stored_files()) & set(stored)
     assert graph.sims[ids.index(planted.id), 0] == pytest.approx(1.0, abs=1e-4)  # now a copy of green-2-0
 
 
@@ -336,8 +340,10 @@ def test_added_samples_update_the_stored_graph(tmp_path: Path, dataset_name: str
     ids2, vectors = embeddings(dataset_name)
     assert ids == ids2 and len(ids) == 66
     np.testing.assert_allclose(updated.sims, exact_knn(vectors, 5).sims, atol=1e-5)
-    graphs = list((Path(os.environ["LOOKALIKE_HOME"]) / "graphs").glob(f"*{dataset_name}*"))
-    assert len(graphs) == 1
+    folder = Path(os.environ["LOOKALIKE_HOME"]) / "graphs"
+    assert len(list(folder.glob(f"*{dataset_name}*.npz"))) == len(list(folder.glob(f"*{dataset_name}*.npy"))) == 1
+    rows = lookalike.api._RunRows.of(dataset_name, None, load_config())  # the copy analyses read = the store
+    np.testing.assert_array_equal(vectors, rows.index.vectors(ids))
 
 
 def test_duplicates_open_the_files_to_match_keypoints(tmp_path: Path, dataset_name: str,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
+import re
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,7 +42,7 @@ SIMILAR_VIEW = "lookalike-similar"
 GRAPH_K = DEFAULT_K  # neighbours stored per sample: enough for every analysis
 UPDATE_ABOVE = 0.5  # share of unchanged samples above which a stored graph is updated rather than rebuilt
 RECALL_SAMPLE = 200  # rows an approximate graph is checked on against exact search (200 x N: well under 1 s)
-GRAPH_SUFFIX, VECTORS_SUFFIX, KEYS_SUFFIX = ".npz", ".vectors.npy", ".keys.json"  # files beside the store
+GRAPH_SUFFIX, VECTORS_SUFFIX = ".npz", ".vectors.npy"  # files beside the store, named by the rows' keys
 
 
 @dataclass
@@ -276,6 +276,9 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
 
     collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)
     run = {**run, "url": _public_url(config.index.url), "collection": collection, "count": len(wanted)}
+    if wanted:  # the analyses read this copy rather than the store
+        row_of = {sid: i for i, sid in enumerate(table["id"])}
+        _RunRows.listed(run, index, wanted, config).save_vectors(lambda ids: result.matrix([row_of[s] for s in ids]))
     info = _runs(dataset)
     info.setdefault("runs", {})[run["model_key"]] = run
     info["latest"] = run["model_key"]
@@ -454,50 +457,51 @@ class _RunRows:
     def of(cls, name: str, model: str | None, config: Config) -> _RunRows:
         run = get_run(get_dataset(name), model)
         index = open_run_index(run, config)
-        payloads = index.payloads()
+        return cls.listed(run, index, index.payloads(), config)  # a million payload dicts (1.5 GB) let go
+
+    @classmethod
+    def listed(cls, run: dict[str, Any], index: EdgeIndex | QdrantIndex, payloads: dict[str, dict[str, Any]],
+               config: Config) -> _RunRows:
+        """The rows of the points whose payloads these are."""
         ids = sorted(payloads)
         keys = [":".join(str(payloads[i][key]) for key in ("sample_id", HASH_FIELD, VECTOR_HASH) if key in payloads[i])
                 for i in ids]
-        del payloads  # a million payload dicts: 1.5 GB
         return cls(run=run, index=index, ids=ids, keys=keys, folder=config.index.home_path() / "graphs",
-                   stem=collection_name(name, run["model_key"]),
+                   stem=collection_name(run["dataset"], run["model_key"]),
                    digest=hashlib.sha256("".join(keys).encode()).hexdigest()[:16], config=config)
 
-    def path(self, suffix: str, digest: str | None = None) -> Path:
-        return self.folder / f"{self.stem}-{digest or self.digest}{suffix}"
+    def path(self, suffix: str) -> Path:
+        return self.folder / f"{self.stem}-{self.digest}{suffix}"
 
     def earlier(self, suffix: str) -> list[Path]:
         """Files of earlier versions of these rows, oldest first."""
-        return sorted((p for p in self.folder.glob(f"{self.stem}-*{suffix}") if p != self.path(suffix)),
-                      key=lambda p: p.stat().st_mtime)
+        mine = re.compile(re.escape(self.stem) + r"-[0-9a-f]{16}" + re.escape(suffix))  # not another run's
+        return sorted((p for p in self.folder.glob(f"{self.stem}-*{suffix}")
+                       if mine.fullmatch(p.name) and p != self.path(suffix)), key=lambda p: p.stat().st_mtime)
+
+    def save_vectors(self, rows: Callable[[list[str]], np.ndarray]) -> None:
+        """Write the copy of the vectors, ``rows(ids)`` giving those of a slice of the ids, a slice at a time;
+        earlier copies go. Complete or absent: it is written under another name and renamed."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = self.path(".partial.npy")
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(self.ids), self.run["dim"]))
+        for start in range(0, len(self.ids), 1 << 16):
+            out[start:start + (1 << 16)] = rows(self.ids[start:start + (1 << 16)])
+        out.flush()
+        del out
+        partial.replace(self.path(VECTORS_SUFFIX))
+        for stale in [*self.earlier(VECTORS_SUFFIX), *self.earlier(".partial.npy")]:
+            stale.unlink()
 
     def vectors(self) -> np.ndarray:
-        """The rows' vectors, from the copy beside the store; made where missing, from an earlier version's
-        copy (rows found again by key) and the store (only rows the earlier copy lacks)."""
-        if self._vectors is not None:
-            return self._vectors
-        path = self.path(VECTORS_SUFFIX)
-        if not path.is_file():
-            out = np.empty((len(self.ids), self.run["dim"]), dtype=np.float32)
-            todo = np.arange(len(self.ids))
-            for before in self.earlier(VECTORS_SUFFIX)[-1:]:
-                old_keys = self.folder / before.name.replace(VECTORS_SUFFIX, KEYS_SUFFIX)
-                if old_keys.is_file():
-                    row = {key: r for r, key in enumerate(json.loads(old_keys.read_text()))}
-                    at = np.array([row.get(key, -1) for key in self.keys])
-                    found = np.flatnonzero(at >= 0)
-                    out[found] = np.load(before, mmap_mode="r")[at[found]]
-                    todo = np.flatnonzero(at < 0)
-            if len(todo):
-                out[todo] = self.index.vectors([self.ids[i] for i in todo])
-            self.folder.mkdir(parents=True, exist_ok=True)
-            for stale in [*self.earlier(VECTORS_SUFFIX), *self.earlier(KEYS_SUFFIX), *self.earlier(".partial.npy")]:
-                stale.unlink()
-            partial = path.with_suffix(".partial.npy")
-            np.save(partial, out)
-            self.path(KEYS_SUFFIX).write_text(json.dumps(self.keys))
-            partial.replace(path)  # complete or absent: an interrupted write leaves no half file under the name
-        self._vectors = np.load(path, mmap_mode="c")  # copy-on-write: writable, read on demand
+        """The rows' vectors, from the copy beside the store (``embed`` writes it; read from the store where
+        it is missing)."""
+        if self._vectors is None:
+            if not self.path(VECTORS_SUFFIX).is_file():
+                stored = self.index.vectors(self.ids)
+                row = {sid: r for r, sid in enumerate(self.ids)}
+                self.save_vectors(lambda ids: stored[[row[i] for i in ids]])
+            self._vectors = np.load(self.path(VECTORS_SUFFIX), mmap_mode="c")  # copy-on-write: writable, lazy
         return self._vectors
 
     def graph(self, k: int) -> KnnGraph:
