@@ -276,9 +276,10 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
 
     collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)
     run = {**run, "url": _public_url(config.index.url), "collection": collection, "count": len(wanted)}
-    if wanted:  # the analyses read this copy rather than the store
+    listed = _RunRows.listed(run, index, wanted, config)
+    if wanted and not listed.path(VECTORS_SUFFIX).is_file():  # the analyses read this copy, not the store
         row_of = {sid: i for i, sid in enumerate(table["id"])}
-        _RunRows.listed(run, index, wanted, config).save_vectors(lambda ids: result.matrix([row_of[s] for s in ids]))
+        listed.save_vectors(lambda ids: result.matrix([row_of[s] for s in ids]))
     info = _runs(dataset)
     info.setdefault("runs", {})[run["model_key"]] = run
     info["latest"] = run["model_key"]
