@@ -12,6 +12,7 @@ from conftest import write_blobs
 from lookalike import duplicates, import_vectors, knn_graph, load, mislabels, similar
 from lookalike.api import ERROR_FIELD, get_run
 from lookalike.cli import main
+from lookalike.config import load_config
 from lookalike.exceptions import ConfigError, IndexMismatchError, ModelError
 
 
@@ -131,3 +132,25 @@ def test_reimporting_upserts_only_new_and_changed_vectors(planted: tuple[str, li
     graph_ids, graph = knn_graph(name, 2)
     row = {sid: r for r, sid in enumerate(graph_ids)}
     assert graph_ids[graph.indices[row[ids[9]], 0]] == ids[2]  # the stored graph followed the changed vector
+
+
+def test_reimporting_after_tags_changed_sets_them_and_keeps_the_vectors(
+        planted: tuple[str, list[str], np.ndarray, Path]) -> None:
+    import fiftyone as fo
+
+    from lookalike.api import open_run_index
+
+    name, ids, vectors, _ = planted
+    import_vectors(name, vectors)
+    fo.load_dataset(name).select(ids[:3]).tag_samples("checked")  # what an analysis or a reviewer does
+    again = import_vectors(name, vectors)
+    assert (again.upserted, again.relabelled) == (0, 3)
+    index = open_run_index(get_run(fo.load_dataset(name)), load_config())
+    payloads = index.payloads()
+    assert sorted(sid for sid, p in payloads.items() if "checked" in p["tags"]) == sorted(ids[:3])
+    rows = [sid for sid in ids if "checked" not in payloads[sid]["tags"]]
+    assert all(payloads[sid]["tags"] == [] for sid in rows)
+    expected = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(index.vectors(ids), expected, atol=1e-6)  # vectors untouched
+    found = similar(name, sample=ids[5], k=5, tag="checked")
+    assert sorted(m.id for m in found) == sorted(ids[:3])  # the filter inside Qdrant sees the new tags

@@ -145,3 +145,18 @@ def test_bad_vectors_are_refused(data: tuple) -> None:
         index.upsert(["a" * 24], np.full((1, D), np.nan, np.float32), [{}])
     with pytest.raises(ConfigError, match="2-D"):
         index.query(np.ones((1, 1, D), np.float32), 1)
+
+
+def test_set_payloads_changes_only_those_keys_and_filters_see_them(indexes: list, data: tuple) -> None:
+    ids, v, _ = data
+    changed = ids[1:4] + ids[10:12]
+    changes = [{"tags": ["rare", "checked"]}] * 3 + [{"label": "c9"}, {"label": "c9"}]
+    for ix in indexes:
+        ix.set_payloads(changed, changes)
+        payloads = ix.payloads()
+        assert [payloads[sid]["tags"] for sid in changed[:3]] == [["rare", "checked"]] * 3
+        assert payloads[ids[10]]["label"] == "c9" and payloads[ids[10]]["split"] == "train"  # the rest kept
+        np.testing.assert_allclose(ix.vectors(changed), v[[1, 2, 3, 10, 11]], atol=1e-6)
+        hits = ix.query(v[1:2], 10, where={"tags": "checked"})[0]
+        assert sorted(h.id for h in hits) == sorted(changed[:3])
+        assert {h.id for h in ix.query(v[10:11], 5, where={"label": "c9"})[0]} == set(ids[10:12])

@@ -59,6 +59,7 @@ class EmbedSummary:
     cached: int
     failed: dict[str, str] = field(default_factory=dict)
     upserted: int = 0
+    relabelled: int = 0  # points whose payload alone changed (tags, label): their vectors were kept
     deleted: int = 0
     collection: str = ""
     brain_key: str = ""  # the similarity index the App sorts by (lookalike.brain)
@@ -253,7 +254,8 @@ def import_vectors(
 def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedResult, run: dict[str, Any],
                index: EdgeIndex | QdrantIndex, config: Config, has_text: bool) -> EmbedSummary:
     """Write an embedding run's vectors: the hash and error fields, the collection synced (changed points
-    upserted, gone ones deleted), the run recorded and registered as a brain similarity index."""
+    upserted, changed payloads of unchanged points set, gone ones deleted), the run recorded and registered
+    as a brain similarity index."""
     import fiftyone as fo
 
     write_fields(dataset, {
@@ -267,11 +269,22 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
         present = index.payloads()
         changed = [i for i in ok if present.get(table["id"][i]) != wanted[table["id"][i]]]
         stale = [sid for sid in present if sid not in wanted]
-        if changed:
-            changed_ids = [table["id"][i] for i in changed]
-            index.upsert(changed_ids, result.matrix(changed), [wanted[s] for s in changed_ids])
+        # A point whose content (and imported vector) is the same keeps its vector: only the keys that
+        # changed (tags an analysis wrote, a reviewed label) are set. Rewriting the vectors of the million
+        # points an analysis had tagged made a re-import as long as the first.
+        same = {HASH_FIELD, VECTOR_HASH}
+        relabelled = [i for i in changed if (old := present.get(table["id"][i])) is not None
+                      and all(old.get(key) == wanted[table["id"][i]].get(key) for key in same)]
+        moved = sorted(set(changed) - set(relabelled))
+        if moved:
+            moved_ids = [table["id"][i] for i in moved]
+            index.upsert(moved_ids, result.matrix(moved), [wanted[s] for s in moved_ids])
+        if relabelled:
+            ids = [table["id"][i] for i in relabelled]
+            changes = [{key: v for key, v in wanted[sid].items() if present[sid].get(key) != v} for sid in ids]
+            index.set_payloads(ids, changes)
         index.delete(stale)
-        if changed and 0 < config.index.hnsw_above <= len(wanted):
+        if moved and 0 < config.index.hnsw_above <= len(wanted):
             index.optimize()
 
     collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)
@@ -292,7 +305,8 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
         dataset=run["dataset"], model=run["model"], model_key=run["model_key"], dim=run["dim"],
         samples=len(table["id"]), embedded=len(ok), computed=result.computed, cached=result.cached,
         failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
-        upserted=len(changed), deleted=len(stale), collection=collection, brain_key=brain_key,
+        upserted=len(moved), relabelled=len(relabelled), deleted=len(stale), collection=collection,
+        brain_key=brain_key,
     )
 
 

@@ -74,7 +74,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         with _bar("embedding") as progress:
             s = embed(args.name, config=config, rebuild=args.rebuild, progress=progress)
     print(f"{s.model} ({s.model_key}, {s.dim}-d): {s.embedded}/{s.samples} samples embedded "
-          f"({s.computed} computed, {s.cached} cached); {s.upserted} upserted, {s.deleted} removed in {s.collection}")
+          f"({s.computed} computed, {s.cached} cached); {s.upserted} upserted, {s.relabelled} relabelled, "
+          f"{s.deleted} removed in {s.collection}")
     for path, err in list(s.failed.items())[:20]:
         print(f"  skipped {path}: {err}", file=sys.stderr)
     if len(s.failed) > 20:

@@ -68,6 +68,10 @@ class VectorIndex(Protocol):
 
     def delete(self, ids: Sequence[str]) -> None: ...
 
+    def set_payloads(self, ids: Sequence[str], changes: Sequence[Mapping[str, Any]]) -> None:
+        """Set the keys in ``changes[i]`` on point ``ids[i]``'s payload, its vector and other keys kept."""
+        ...
+
     def payloads(self) -> dict[str, dict[str, Any]]:
         """Every point's payload by sample id."""
         ...
@@ -179,6 +183,10 @@ class ExactIndex:
             self._payloads.append(dict(payloads[i]))
         self._vectors = np.concatenate([self._vectors, v[new]])
 
+    def set_payloads(self, ids: Sequence[str], changes: Sequence[Mapping[str, Any]]) -> None:
+        for sid, change in zip(ids, changes, strict=True):
+            self._payloads[self._row[sid]].update(change)
+
     def delete(self, ids: Sequence[str]) -> None:
         drop = set(ids)
         keep = [i for i, sid in enumerate(self._ids) if sid not in drop]
@@ -225,6 +233,15 @@ class ExactIndex:
         pos = _check_vectors(positives, self.dim) @ base.T
         neg = _check_vectors(negatives, self.dim) @ base.T if len(negatives) else np.zeros((0, len(rows)))
         return self._top(best_score(pos, neg), rows, k, min_score)
+
+
+def _alike(ids: Sequence[str], changes: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, Any], list[str]]]:
+    """Points grouped by the change to their payload: one request per group (after an analysis tags a million
+    samples, their tags take a few distinct values)."""
+    groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for sid, change in zip(ids, changes, strict=True):
+        groups.setdefault(json.dumps(change, sort_keys=True), (dict(change), []))[1].append(sid)
+    return list(groups.values())
 
 
 def _payload_id(payload: Mapping[str, Any] | None) -> str:
@@ -322,6 +339,13 @@ class EdgeIndex:
         """Build the HNSW graph (worth it beyond a few tens of thousands of points)."""
         with self.session() as s:
             s.optimize()
+
+    def set_payloads(self, ids: Sequence[str], changes: Sequence[Mapping[str, Any]]) -> None:
+        with self.session() as s:
+            for change, group in _alike(ids, changes):
+                for start in range(0, len(group), _RETRIEVE_BATCH):
+                    chunk: list[Any] = [point_id(i) for i in group[start:start + _RETRIEVE_BATCH]]
+                    s.update(self._qe.UpdateOperation.set_payload(chunk, change))
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
@@ -452,6 +476,12 @@ class QdrantIndex:
                 for i, sid in enumerate(ids[start:start + _UPSERT_BATCH], start)
             ]
             self.client.upsert(self.collection, points=points, wait=True)
+
+    def set_payloads(self, ids: Sequence[str], changes: Sequence[Mapping[str, Any]]) -> None:
+        for change, group in _alike(ids, changes):
+            for start in range(0, len(group), _RETRIEVE_BATCH):
+                chunk = [point_id(i) for i in group[start:start + _RETRIEVE_BATCH]]
+                self.client.set_payload(self.collection, payload=change, points=chunk, wait=True)
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
