@@ -32,6 +32,9 @@ from lookalike.database import start_private_database
 RESULTS = Path(__file__).parent / "results"
 CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle-boot")
 REAL = 100_000  # rows with real embeddings; the rest are their source's vector plus noise
+ANALYSIS_FIELDS = ("mislabel_score", "suggested_label", "suspect_label", "duplicate_group", "duplicate_keep",
+                   "uniqueness", "cluster")
+ANALYSIS_TAGS = ("suspect-label", "duplicate", "leak")
 NOISE = 0.05
 
 
@@ -172,6 +175,10 @@ def main() -> None:
         home = work / "lookalike"
         for stale in [*home.glob("graphs/*.npz"), *home.glob("duplicates/*"), *home.glob("maps/*.npz")]:
             stale.unlink()
+        # Their fields and tags too: the write-back writes only values that differ from the stored ones.
+        code = (f"import fiftyone as fo; ds = fo.load_dataset({name!r}); ds.untag_samples({list(ANALYSIS_TAGS)!r}); "
+                f"ds.delete_sample_fields([f for f in {list(ANALYSIS_FIELDS)!r} if ds.has_field(f)])")
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
         # The same vectors again: nothing to upsert, and what this version of embed leaves for the analyses
         # (the vectors' copy) is there, as after a first embed.
         run("embed --vectors again (unchanged)", [*cli, "embed", name, "--vectors", *vectors])
