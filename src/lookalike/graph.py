@@ -12,6 +12,7 @@ afterwards. ``benchmarks/speed.py`` times them against the bare bf16 product.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -132,6 +133,10 @@ def _certified(base: torch.Tensor, queries: torch.Tensor, scores: torch.Tensor, 
     if wide >= scores.shape[1] - 1:  # every other row is a candidate
         doubt[:] = False
     return exact[:, :k].contiguous(), cand[:, :k].contiguous(), doubt
+
+
+def _rows(matrix: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    return matrix[start:stop]
 
 
 def _products(queries: Callable[[int, int], torch.Tensor], count: int, other: torch.Tensor,
@@ -361,6 +366,9 @@ def recall(graph: KnnGraph, vectors: np.ndarray, rows: np.ndarray) -> float:
 
 
 MERGE_ROWS = 1 << 16  # untouched rows merged at a time (their vectors are copied out of the matrix)
+# How far a bf16 product of unit vectors may fall below the exact cosine: inputs rounded to 8 significant bits
+# (at most 2 x 2^-9 of the product, by Cauchy-Schwarz) and the result rounded once more: under 0.006.
+BF16_SLACK = 0.02
 
 
 def update_knn(old: KnnGraph, old_rows: np.ndarray, vectors: np.ndarray, k: int, block: int | None = None,
@@ -398,10 +406,22 @@ def update_knn(old: KnnGraph, old_rows: np.ndarray, vectors: np.ndarray, k: int,
         if len(added) and len(clean):  # the untouched rows merge in their nearest added rows
             among = base[torch.from_numpy(added)]
             low_among = among.T.bfloat16().contiguous() if bf16 else None
+            other = low_among if low_among is not None else among.T
+            rows_per_block = _block_rows(len(added), block, bf16)
             for start in range(0, len(clean), MERGE_ROWS):
                 part = clean[start:start + MERGE_ROWS]
-                near, near_sims, _ = _search(among, low_among, base[torch.from_numpy(part)], None, k,
-                                             _block_rows(len(added), block, bf16))
+                queries = base[torch.from_numpy(part)]
+                # Only rows that an added row may enter: its best product, allowing for rounding, reaches the
+                # row's k-th similarity. After 1% more samples most rows have none, and skip the search.
+                low_queries = queries.to(other.dtype)
+                best = torch.cat([s.amax(dim=1) for _, s in _products(
+                    functools.partial(_rows, low_queries), len(part), other, rows_per_block)]).float()
+                slack = BF16_SLACK if bf16 else 1e-6
+                entered = (best + slack >= torch.from_numpy(sims[part, k - 1])).numpy()
+                part, queries = part[entered], queries[torch.from_numpy(entered)]
+                if not len(part):
+                    continue
+                near, near_sims, _ = _search(among, low_among, queries, None, k, rows_per_block)
                 both_i = np.concatenate([indices[part], added[near]], axis=1)
                 both_s = np.concatenate([sims[part], near_sims], axis=1)
                 order = np.argsort(-both_s, axis=1, kind="stable")[:, :k]
