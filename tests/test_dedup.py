@@ -199,6 +199,8 @@ def test_an_update_verifies_only_pairs_with_new_images(tmp_path: Path) -> None:
     earlier = Verified.load(tmp_path / "pairs.npz", hashes, DEFAULT_CANDIDATE_COSINE, True)
     assert earlier is not None and earlier.covered is not None and earlier.covered.tolist() == [True] * 7 + [False]
     assert Verified.load(tmp_path / "pairs.npz", hashes, 0.5, True) is None  # other settings: from scratch
+    with_copy = Verified.load(tmp_path / "pairs.npz", [*hashes, "3"], DEFAULT_CANDIDATE_COSINE, True)
+    assert with_copy is not None and with_copy.covered is not None and with_copy.covered[-1]  # a byte copy of 3
 
     opened: list[int] = []
 
