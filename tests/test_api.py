@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -344,6 +345,31 @@ def test_added_samples_update_the_stored_graph(tmp_path: Path, dataset_name: str
     assert len(list(folder.glob(f"*{dataset_name}*.npz"))) == len(list(folder.glob(f"*{dataset_name}*.npy"))) == 1
     rows = lookalike.api._RunRows.of(dataset_name, None, load_config())  # the copy analyses read = the store
     np.testing.assert_array_equal(vectors, rows.index.vectors(ids))
+
+
+def test_a_duplicates_update_with_more_new_rows_than_the_exact_search_serves_starts_afresh(
+        embedded: tuple[str, Path, Path], tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lookalike.api
+    from conftest import write_blobs
+
+    name = embedded[0]
+    seen: list[object] = []
+    find = lookalike.api.find_duplicates
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["earlier"])
+        return find(*args, **kwargs)
+
+    monkeypatch.setattr(lookalike.api, "find_duplicates", recorded)
+    lookalike.api.duplicates(name)
+    for seed in (5, 6):  # two rounds of two new images
+        write_blobs(tree / "train" / f"green{seed}", "green", 2, seed=seed)
+        load(tree, name=name)
+        embed(name, MODEL)
+        exact_max = 1 if seed == 5 else 100_000
+        lookalike.api.duplicates(name, config=load_config(overrides={"index": {"exact_graph_max": exact_max}}))
+    assert seen[0] is None and seen[1] is None  # the first run; 2 new rows > exact_graph_max 1
+    assert seen[2] is not None  # 2 new rows of 22, an exact search serves them: an update
 
 
 def test_duplicates_open_the_files_to_match_keypoints(tmp_path: Path, dataset_name: str,

@@ -723,8 +723,11 @@ def duplicates(
     run_key = get_run(dataset, model)["model_key"]
     state = config.index.home_path() / "duplicates" / f"{collection_name(name, run_key)}.npz"
     earlier = Verified.load(state, content, DEFAULT_CANDIDATE_COSINE, keypoints)
-    if earlier is not None and earlier.covered is not None and earlier.covered.mean() < UPDATE_ABOVE:
-        earlier = None  # mostly new images: verify from scratch
+    if earlier is not None and earlier.covered is not None and (
+            earlier.covered.mean() < UPDATE_ABOVE or (~earlier.covered).sum() > config.index.exact_graph_max):
+        # Mostly new images, or more than an exact pixel search of them against every thumbnail pays for
+        # (290,000 new rows against 2M thumbnails ran longer than a whole first run): from scratch.
+        earlier = None
     groups, verified = find_duplicates(
         images, content, [table["split"][i] for i in rows], graph=sub, threshold=threshold,
         policy=keep, exact_max=config.index.exact_graph_max, progress=progress, earlier=earlier,
