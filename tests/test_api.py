@@ -12,9 +12,10 @@ from PIL import Image
 
 from conftest import MODEL, heavy_crop
 from lookalike import embed, load, similar
-from lookalike.api import ERROR_FIELD, HASH_FIELD, SIMILAR_VIEW, get_run, open_run_index
+from lookalike.api import ERROR_FIELD, SIMILAR_VIEW
 from lookalike.config import load_config
 from lookalike.exceptions import ConfigError, NotEmbeddedError, TextNotSupportedError
+from lookalike.runs import HASH_FIELD, get_run, open_run_index
 
 
 def _id_of(name: str, path: Path) -> str:

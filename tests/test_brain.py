@@ -80,9 +80,9 @@ def test_a_rerun_replaces_the_brain_run(embedded_ids: tuple[str, str, str]) -> N
 def test_the_backend_serves_a_qdrant_client_collection_alike(embedded_ids: tuple[str, str, str], tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A server collection goes through qdrant-client; its local mode stands in for the server here."""
-    from lookalike.api import get_run, open_run_index
     from lookalike.config import load_config
     from lookalike.index import QdrantIndex
+    from lookalike.runs import get_run, open_run_index
 
     name, original, _ = embedded_ids
     ds = get_dataset(name)

@@ -49,7 +49,7 @@ def test_shipped_configs_parse() -> None:
 
 
 def test_stored_server_urls_carry_no_credentials() -> None:
-    from lookalike.api import _public_url
+    from lookalike.runs import public_url
 
-    assert _public_url("https://user:s3cret@qdrant.example:6333/base?api-key=s3cret") == "https://qdrant.example:6333/base"
-    assert _public_url(None) is None
+    assert public_url("https://user:s3cret@qdrant.example:6333/base?api-key=s3cret") == "https://qdrant.example:6333/base"
+    assert public_url(None) is None

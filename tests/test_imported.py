@@ -10,10 +10,11 @@ import pytest
 
 from conftest import write_blobs
 from lookalike import duplicates, import_vectors, knn_graph, load, mislabels, similar
-from lookalike.api import ERROR_FIELD, get_run
+from lookalike.api import ERROR_FIELD
 from lookalike.cli import main
 from lookalike.config import load_config
 from lookalike.exceptions import ConfigError, IndexMismatchError, ModelError
+from lookalike.runs import get_run
 
 
 @pytest.fixture
@@ -138,7 +139,7 @@ def test_reimporting_after_tags_changed_sets_them_and_keeps_the_vectors(
         planted: tuple[str, list[str], np.ndarray, Path]) -> None:
     import fiftyone as fo
 
-    from lookalike.api import open_run_index
+    from lookalike.runs import open_run_index
 
     name, ids, vectors, _ = planted
     import_vectors(name, vectors)

@@ -1,8 +1,5 @@
 """The verbs behind the CLI, for Python and Jupyter: :func:`embed`, :func:`similar`, :func:`mislabels`,
-:func:`duplicates`, :func:`compute_map`.
-
-Each embedding run (dataset + model) is recorded in ``dataset.info["lookalike"]`` so later calls know
-which model and collection to use; the API key is never recorded.
+:func:`duplicates`, :func:`compute_map`. The record of each embedding run is :mod:`lookalike.runs`.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ import functools
 import hashlib
 import logging
 import re
-import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,20 +19,28 @@ from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, sample_table, values_in_order, write_fields
 from .dedup import DEFAULT_CANDIDATE_COSINE, DEFAULT_THRESHOLD, Verified, find_duplicates, open_for_keypoints
 from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_files, hash_files
-from .exceptions import ConfigError, IndexMismatchError, ModelError, NotEmbeddedError
+from .exceptions import ConfigError, IndexMismatchError, NotEmbeddedError
 from .graph import KnnGraph, knn, recall, update_knn
 from .index import EdgeIndex, Hit, QdrantIndex, collection_name, open_index
 from .label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT, find_mislabels
 from .models import Embedder, get_embedder
+from .runs import (
+    HASH_FIELD,
+    VECTOR_HASH,
+    get_run,
+    index_payload,
+    open_run_index,
+    public_url,
+    recorded_runs,
+    run_embedder,
+    save_run,
+)
 
 if TYPE_CHECKING:
     import fiftyone as fo
 
 log = logging.getLogger(__name__)
 
-INFO_KEY = "lookalike"
-HASH_FIELD = "content_hash"
-VECTOR_HASH = "vector_hash"  # payload key of an imported vector's digest
 ERROR_FIELD = "embed_error"
 SIMILAR_VIEW = "lookalike-similar"
 GRAPH_K = DEFAULT_K  # neighbours stored per sample: enough for every analysis
@@ -78,55 +82,6 @@ class Match:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _public_url(url: str | None) -> str | None:
-    """The URL without credentials, fit to be stored."""
-    if not url:
-        return None
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _runs(dataset: fo.Dataset) -> dict[str, Any]:
-    return dict((dataset.info or {}).get(INFO_KEY, {}))
-
-
-def get_run(dataset: fo.Dataset, model: str | None = None) -> dict[str, Any]:
-    """The recorded embedding run for ``model`` (a model name or key), else the latest one."""
-    info = _runs(dataset)
-    runs: dict[str, Any] = info.get("runs", {})
-    if not runs:
-        raise NotEmbeddedError(
-            f"dataset {dataset.name!r} has no embeddings yet; run `lookalike embed {dataset.name}` first"
-        )
-    if model is None:
-        return dict(runs[info["latest"]])
-    for key, run in runs.items():
-        if model in (key, run["model"]):
-            return dict(run)
-    raise NotEmbeddedError(
-        f"dataset {dataset.name!r} has no embeddings from {model!r}; it has: "
-        f"{', '.join(r['model'] for r in runs.values())}. Run `lookalike embed {dataset.name} --model {model}`"
-    )
-
-
-def open_run_index(run: dict[str, Any], config: Config) -> EdgeIndex | QdrantIndex:
-    """The index holding a recorded run's vectors (the server URL comes from config when it is set)."""
-    url = config.index.url or run.get("url")
-    return open_index(run["dataset"], run["model_key"], run["dim"], url=url, api_key=config.index.api_key,
-                      home=config.index.home_path())
-
-
-def run_embedder(run: dict[str, Any], config: Config) -> Embedder:
-    """Rebuild the model that produced a run (for image and text queries)."""
-    if run.get("imported"):
-        raise ModelError(f"the run {run['model']!r} holds imported vectors and has no model, so it cannot embed "
-                         "an image or a text prompt; query it by sample (--sample, --like with sample ids)")
-    return get_embedder(**run["spec"], device=config.embed.device, precision=config.embed.precision)
 
 
 def embed(
@@ -222,7 +177,7 @@ def import_vectors(
     normalised = checked_vectors(raw, id_list, table["id"], source)
     model = model_name or default_name
     key, dim = run_key(model), int(normalised.shape[1])
-    existing = _runs(dataset).get("runs", {}).get(key)
+    existing = recorded_runs(dataset).get("runs", {}).get(key)
     if existing and existing["dim"] != dim and not rebuild:
         raise IndexMismatchError(f"{source}: {dim}-d vectors, but the run {model!r} holds {existing['dim']}-d "
                                  "ones; give another --model-name, or --rebuild to replace it")
@@ -288,16 +243,12 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
             index.optimize()
 
     collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)
-    run = {**run, "url": _public_url(config.index.url), "collection": collection, "count": len(wanted)}
+    run = {**run, "url": public_url(config.index.url), "collection": collection, "count": len(wanted)}
     listed = _RunRows.listed(run, index, wanted, config)
     if wanted and not listed.path(VECTORS_SUFFIX).is_file():  # the analyses read this copy, not the store
         row_of = {sid: i for i, sid in enumerate(table["id"])}
         listed.save_vectors(lambda ids: result.matrix([row_of[s] for s in ids]))
-    info = _runs(dataset)
-    info.setdefault("runs", {})[run["model_key"]] = run
-    info["latest"] = run["model_key"]
-    dataset.info[INFO_KEY] = info
-    dataset.save()
+    save_run(dataset, run)
     from .brain import register_similarity  # brain builds on this module
 
     brain_key = register_similarity(dataset, run, has_text)
@@ -308,18 +259,6 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
         upserted=len(moved), relabelled=len(relabelled), deleted=len(stale), collection=collection,
         brain_key=brain_key,
     )
-
-
-def index_payload(table: dict[str, list[Any]], row: int, content_hash: str | None,
-                  vector_hash: str | None = None) -> dict[str, Any]:
-    """What a point carries: the filter keys, the file, its content hash (which keys the kNN graph's rows)
-    and the sample id; for imported vectors also a digest of the vector (a changed vector, same image, is
-    a changed point and a changed graph row)."""
-    payload = {"label": table["label"][row], "split": table["split"][row], "tags": table["tags"][row],
-               "filepath": table["filepath"][row], HASH_FIELD: content_hash, "sample_id": table["id"][row]}
-    if vector_hash is not None:
-        payload[VECTOR_HASH] = vector_hash
-    return payload
 
 
 def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | QdrantIndex,

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fiftyone.brain.similarity import Similarity, SimilarityConfig, SimilarityIndex
 
-from .api import HASH_FIELD, get_run, index_payload, open_run_index, run_embedder
 from .config import load_config
 from .datasets import find_label_field, sample_table
+from .runs import HASH_FIELD, get_run, index_payload, open_run_index, run_embedder
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -107,7 +107,7 @@ class LookalikeSimilarityIndex(SimilarityIndex):
     def add_to_index(self, embeddings: np.ndarray, sample_ids: Sequence[str], label_ids: Any = None,
                      overwrite: bool = True, allow_existing: bool = True, warn_existing: bool = False,
                      reload: bool = True) -> None:
-        """Upsert vectors of samples, with the payload :func:`lookalike.api.index_payload` gives them."""
+        """Upsert vectors of samples, with the payload :func:`lookalike.runs.index_payload` gives them."""
         if label_ids is not None:
             raise ValueError("lookalike indexes whole images, not patches")
         ids = [str(i) for i in sample_ids]

@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from .api import compute_map, duplicates, embed, get_run, mislabels, open_run_index, similar
+from .api import compute_map, duplicates, embed, mislabels, similar
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, load, sample_table
 from .exceptions import ModelError, UnknownModelError
 from .maps import NOISE
 from .models import Embedder, get_embedder
+from .runs import get_run, open_run_index
 
 log = logging.getLogger(__name__)
 
