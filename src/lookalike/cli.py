@@ -85,7 +85,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_similar(args: argparse.Namespace) -> int:
     from .api import SIMILAR_VIEW, similar
-    from .demo import format_matches
+    from .tables import format_matches
 
     matches = similar(
         args.name, image=args.image, sample=args.sample, text=args.text, like=args.like or (),
@@ -102,7 +102,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 def cmd_mislabels(args: argparse.Namespace) -> int:
     from .api import SUSPECT_VIEW, mislabels
-    from .demo import format_suspects
+    from .tables import format_suspects
 
     suspects = mislabels(args.name, k=args.k, prediction_field=args.prediction_field, model=args.model,
                          config=_config(args))
@@ -118,7 +118,7 @@ def cmd_mislabels(args: argparse.Namespace) -> int:
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
     from .api import DUPLICATES_VIEW, LEAKS_VIEW, duplicates
-    from .demo import format_duplicates
+    from .tables import format_duplicates
 
     with _bar("thumbnails", "keypoints") as progress:
         groups = duplicates(args.name, threshold=args.threshold, keep=args.keep, keypoints=not args.no_keypoints,
@@ -136,7 +136,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     from .api import compute_map
-    from .demo import format_clusters
+    from .tables import format_clusters
 
     result = compute_map(args.name, colour_by=args.colour_by, plot_path=args.out, seed=args.seed,
                          min_cluster_size=args.min_cluster_size, model=args.model, config=_config(args))

@@ -16,9 +16,9 @@ from .api import compute_map, duplicates, embed, mislabels, similar
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, load, sample_table
 from .exceptions import ModelError, UnknownModelError
-from .maps import NOISE
 from .models import Embedder, get_embedder
 from .runs import get_run, open_run_index
+from .tables import format_clusters, format_duplicates, format_matches, format_suspects
 
 log = logging.getLogger(__name__)
 
@@ -204,43 +204,3 @@ def _example_queries(name: str, embedder: Embedder, config: Config, say: Callabl
             continue
         say(f"\nText query {text!r}:")
         say(format_matches(similar(name, text=text, k=k, config=config, save_view=False)))
-
-
-def format_suspects(suspects: list[Any]) -> str:
-    """A plain table of suspected mislabels."""
-    if not suspects:
-        return "  (none)"
-    lines = [f"  {'score':>6}  {'label':<12} {'suggested':<12} id                        file"]
-    for s in suspects:
-        lines.append(f"  {s.score:6.3f}  {s.label:<12} {s.suggested_label:<12} {s.id}  {Path(s.filepath).name}")
-    return "\n".join(lines)
-
-
-def format_matches(matches: list[Any]) -> str:
-    """A plain table of matches."""
-    if not matches:
-        return "  (no matches)"
-    lines = [f"  {'score':>7}  {'label':<12} {'split':<6} id                        file"]
-    for m in matches:
-        label = ",".join(m.label) if isinstance(m.label, list) else str(m.label)
-        lines.append(f"  {m.score:7.4f}  {label:<12} {m.split!s:<6} {m.id}  {Path(m.filepath).name}")
-    return "\n".join(lines)
-
-
-def format_duplicates(groups: list[Any]) -> str:
-    """A plain listing of duplicate groups: the kept member first, then those to remove."""
-    if not groups:
-        return "  (none)"
-    lines = []
-    for g in groups:
-        leak = f", leak across {'/'.join(g.splits)}" if g.leak else ""
-        lines.append(f"  group {g.group} ({g.kind}, {len(g.members)} images{leak}):")
-        for m in sorted(g.members, key=lambda m: not m.keep):
-            lines.append(f"    {'keep  ' if m.keep else 'remove'} {m.label!s:<12} {m.split!s:<6} {m.id}  "
-                         f"{Path(m.filepath).name}")
-    return "\n".join(lines)
-
-
-def format_clusters(sizes: dict[int, int]) -> str:
-    """Cluster sizes on one line, ``none`` for the samples in no cluster."""
-    return ", ".join(f"{'none' if c == NOISE else c}: {n}" for c, n in sizes.items())
