@@ -29,8 +29,9 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from common import CACHE, fashion_mnist
-from lookalike.dedup import DEFAULT_THRESHOLD, find_duplicates, image_facts
+from lookalike.dedup import DEFAULT_THRESHOLD, find_duplicates
 from lookalike.graph import exact_knn
+from lookalike.thumbnails import image_facts
 
 AUGMENTATIONS = ("jpeg30", "shift", "brightness", "flip", "crop")
 HEAVY = ("heavy-crop", "rotate", "cut-out")

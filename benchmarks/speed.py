@@ -87,7 +87,8 @@ def _duplicates(v: np.ndarray, graph: Any) -> None:
     """The duplicate finder as `lookalike duplicates` runs it (28-px images: too small for keypoints)."""
     from PIL import Image
 
-    from lookalike.dedup import find_duplicates, image_facts
+    from lookalike.dedup import find_duplicates
+    from lookalike.thumbnails import image_facts
 
     images, _ = fashion_mnist(len(v))
     facts = [image_facts(Image.fromarray(a)) for a in images]

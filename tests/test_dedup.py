@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import heavy_crop
-from lookalike.dedup import connected_groups, find_duplicates, image_facts, keep_plan
+from lookalike.dedup import connected_groups, find_duplicates, keep_plan
+from lookalike.thumbnails import image_facts
 
 
 def test_union_find_groups() -> None:
@@ -72,7 +73,8 @@ def _with_noise(base: np.ndarray, target: float, rng: np.random.Generator) -> np
 
 
 def test_threshold_separates_a_copy_just_above_from_an_image_just_below() -> None:
-    from lookalike.dedup import CENTRE, THUMB, ImageFacts
+    from lookalike.dedup import CENTRE
+    from lookalike.thumbnails import THUMB, ImageFacts
 
     rng = np.random.default_rng(3)
     base = rng.normal(0, 1, (THUMB, THUMB))
@@ -89,7 +91,8 @@ def test_threshold_separates_a_copy_just_above_from_an_image_just_below() -> Non
 
 
 def test_a_copy_stands_out_of_a_crowd_of_look_alikes() -> None:
-    from lookalike.dedup import CENTRE, THUMB, ImageFacts
+    from lookalike.dedup import CENTRE
+    from lookalike.thumbnails import THUMB, ImageFacts
 
     rng = np.random.default_rng(5)
     base = rng.normal(0, 1, (THUMB, THUMB))

@@ -159,7 +159,7 @@ def test_unchanged_files_are_not_read_again_and_changed_ones_are(tmp_path: Path,
 def test_cached_thumbnails_come_back_in_order_as_one_block(tmp_path: Path) -> None:
     from PIL import Image
 
-    from lookalike.dedup import image_facts
+    from lookalike.thumbnails import image_facts
 
     cache = EmbeddingCache(tmp_path / "cache.sqlite")
     facts = {h: image_facts(Image.new("L", (40, 20 + 10 * i), 60 * i)) for i, h in enumerate("abc")}

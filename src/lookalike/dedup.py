@@ -20,7 +20,7 @@ Embeddings alone both miss copies and confuse look-alikes (distinct images at co
    policy (``largest``: most pixels; ``train``: a train-split copy first; ``first``) and marks the rest
    for removal. A group whose members span splits is a leak.
 
-Pure NumPy/torch/OpenCV over thumbnails; :func:`image_facts` makes one from an image.
+Pure NumPy/torch/OpenCV over thumbnails (:mod:`lookalike.thumbnails` makes them).
 Measured by ``benchmarks/duplicates.py`` (planted copies: JPEG 30, shift, brightness, flip, 10% crop):
 2,000 textile images, pair P 1.0 / R 1.0; 10,000 Fashion-MNIST images, P 0.87 / R 0.94 at 28 px, where
 many distinct items of a class are pixel look-alikes; heavy crops, rotations and cut-outs of 20 photos
@@ -30,7 +30,6 @@ R 1.0 (0.84 without keypoints).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ import numpy as np
 
 from .graph import KnnGraph, approximate_nearest, nearest
 from .hardware import use_bf16
+from .thumbnails import THUMB, ImageFacts, Thumbnails
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-THUMB = 32  # thumbnail side, pixels
 MARGIN = 4  # border left out of the comparison: borders move under shifts and crops
 CENTRE = slice(MARGIN, THUMB - MARGIN)
 # Zooms tried: crops of up to 10% either way, in steps of 1/30. With 5% steps a 28-px image cropped by a pixel
@@ -68,7 +67,6 @@ PIXEL_NEIGHBOURS = 5
 CROWD_RANK = 3
 CROWD_MARGIN = 0.02
 IDENTICAL = 0.995
-BLUR = 1.0  # Gaussian sigma on the thumbnail, pixels
 # Keypoint verification (crops, rotations): an image and each of its KEYPOINT_NEIGHBOURS nearest embedding
 # neighbours, when their thumbnails do not line up, are aligned by matching ORB keypoints.
 # benchmarks/duplicates.py (photos among textiles): no two distinct images agreed on more than 7 keypoints.
@@ -81,76 +79,6 @@ KEYPOINT_FEATURES = 300  # as good as 500 on the photos, and faster to match
 KEYPOINT_FAST = (20, 10)
 KEYPOINT_INLIERS = 12  # keypoints that must agree on one transform: above the 7 of distinct images
 KEYPOINT_BLUR = 2.0  # Gaussian sigma before correlating aligned images: an upscaled crop is blurred
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    """What duplicate finding needs of one image: a pixel hash, a grey thumbnail and its size."""
-
-    pixel_hash: str
-    thumb: np.ndarray  # (THUMB, THUMB) float32
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class Thumbnails:
-    """The facts of many images as arrays, row by row: one (n, THUMB, THUMB) block, not n small arrays (a
-    million of them, held once as facts and again stacked, took 8 GB). Thumbnails are held in float16: grey
-    levels of 0-255 to within 1/16, in half the memory (2 GB at 1M). On 16,600 candidate pairs of textile
-    thumbnails (blurred, fractional) correlations moved by 1.6e-4 on average and 0.001 at most, none across a
-    threshold; Fashion-MNIST's (whole grey levels) are exact."""
-
-    thumbs: np.ndarray  # (n, THUMB, THUMB) float16
-    pixel_hashes: list[str]
-    widths: np.ndarray  # (n,) int64
-    heights: np.ndarray  # (n,) int64
-
-    @classmethod
-    def empty(cls, n: int) -> Thumbnails:
-        """``n`` rows to be filled with :meth:`set`."""
-        return cls(np.zeros((n, THUMB, THUMB), np.float16), [""] * n, np.zeros(n, np.int64), np.zeros(n, np.int64))
-
-    @classmethod
-    def of(cls, facts: Sequence[ImageFacts]) -> Thumbnails:
-        out = cls.empty(len(facts))
-        for row, f in enumerate(facts):
-            out.set(row, f.pixel_hash, f.thumb, f.width, f.height)
-        return out
-
-    def set(self, row: int, pixel_hash: str, thumb: np.ndarray, width: int, height: int) -> None:
-        self.thumbs[row], self.pixel_hashes[row] = thumb, pixel_hash
-        self.widths[row], self.heights[row] = width, height
-
-    def __len__(self) -> int:
-        return len(self.thumbs)
-
-
-def image_facts(image: Image.Image) -> ImageFacts:
-    """Hash an image's RGB pixels and make its grey THUMB x THUMB thumbnail: shrunk (and blurred, when
-    shrunk a lot), or, for an image no larger than a thumbnail, its own pixels with reflected borders."""
-    import cv2
-    from PIL import Image
-
-    rgb = image.convert("RGB")
-    pixels = np.asarray(rgb)
-    if max(rgb.size) <= THUMB:
-        # Resampling a tiny image would turn a one-pixel shift into a blur; its own pixels align exactly.
-        small = np.asarray(rgb.convert("L"), dtype=np.float32)
-        top, left = (THUMB - small.shape[0]) // 2, (THUMB - small.shape[1]) // 2
-        grey = cv2.copyMakeBorder(small, top, THUMB - small.shape[0] - top, left, THUMB - small.shape[1] - left,
-                                  cv2.BORDER_REFLECT)
-        return ImageFacts(_pixel_hash(pixels), np.asarray(grey, np.float32), rgb.width, rgb.height)
-    grey = np.asarray(rgb.convert("L").resize((THUMB, THUMB), Image.Resampling.BOX), dtype=np.float32)
-    if min(rgb.size) >= 4 * THUMB:
-        # Low-pass an image shrunk a lot: its fine texture, averaged into thumbnail pixels, decorrelates
-        # under a one-pixel shift; the picture's layout does not. Small images keep their detail.
-        grey = np.asarray(cv2.GaussianBlur(grey, (0, 0), BLUR), dtype=np.float32)
-    return ImageFacts(_pixel_hash(pixels), grey, rgb.width, rgb.height)
-
-
-def _pixel_hash(pixels: np.ndarray) -> str:
-    return hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

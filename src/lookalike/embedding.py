@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .dedup import THUMB, ImageFacts, Thumbnails, image_facts
+from .thumbnails import THUMB, ImageFacts, Thumbnails, image_facts
 
 if TYPE_CHECKING:
     from .models import Embedder
