@@ -15,7 +15,7 @@ from lookalike import embed, load, similar
 from lookalike.api import ERROR_FIELD, SIMILAR_VIEW
 from lookalike.config import load_config
 from lookalike.exceptions import ConfigError, NotEmbeddedError, TextNotSupportedError
-from lookalike.runs import HASH_FIELD, get_run, open_run_index
+from lookalike.runs import HASH_FIELD, EmbeddingRun
 
 
 def _id_of(name: str, path: Path) -> str:
@@ -59,7 +59,7 @@ def test_added_tagged_and_deleted_samples_sync_the_index(embedded: tuple[str, Pa
     summary = embed(name, MODEL)
     assert summary.computed == 2  # only the new images reach the model
     assert summary.deleted == 1
-    index = open_run_index(get_run(ds), load_config())
+    index = EmbeddingRun.get(ds).open_index(load_config())
     assert index.count() == 18 + 2 - 1 - 1  # 18 (with the planted copy) + 2 new - 1 corrupt - 1 deleted
     rare = similar(name, sample=_id_of(name, original), tag="rare", k=10)
     assert {m.id for m in rare} <= set(ds.select(ds.values("id")[:3]).values("id"))
@@ -136,7 +136,7 @@ def test_index_matches_an_exact_search_over_the_same_vectors(embedded: tuple[str
     from lookalike.index import ExactIndex
 
     name, _, _ = embedded
-    index = open_run_index(get_run(get_dataset(name)), load_config())
+    index = EmbeddingRun.get(get_dataset(name)).open_index(load_config())
     payloads = index.payloads()
     ids = list(payloads)
     exact = ExactIndex(index.dim)

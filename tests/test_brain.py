@@ -82,16 +82,16 @@ def test_the_backend_serves_a_qdrant_client_collection_alike(embedded_ids: tuple
     """A server collection goes through qdrant-client; its local mode stands in for the server here."""
     from lookalike.config import load_config
     from lookalike.index import QdrantIndex
-    from lookalike.runs import get_run, open_run_index
+    from lookalike.runs import EmbeddingRun
 
     name, original, _ = embedded_ids
     ds = get_dataset(name)
-    edge = open_run_index(get_run(ds), load_config())
+    edge = EmbeddingRun.get(ds).open_index(load_config())
     payloads = edge.payloads()
     ids = sorted(payloads)
     client_side = QdrantIndex.connect("served", edge.dim, path=str(tmp_path / "qdrant"))
     client_side.upsert(ids, edge.vectors(ids), [payloads[i] for i in ids])
-    monkeypatch.setattr("lookalike.brain.open_run_index", lambda run, config: client_side)
+    monkeypatch.setattr(EmbeddingRun, "open_index", lambda run, config: client_side)
     index = ds.load_brain_results(brain_key(MODEL), cache=False)
     assert index.total_index_size == len(ids)
     view = index.sort_by_similarity(original, k=4)

@@ -14,7 +14,7 @@ from lookalike.api import ERROR_FIELD
 from lookalike.cli import main
 from lookalike.config import load_config
 from lookalike.exceptions import ConfigError, IndexMismatchError, ModelError
-from lookalike.runs import get_run
+from lookalike.runs import EmbeddingRun
 
 
 @pytest.fixture
@@ -44,8 +44,8 @@ def test_imported_vectors_serve_similar_and_every_analysis(planted: tuple[str, l
     assert "12/12 samples embedded" in capsys.readouterr().out
     import fiftyone as fo
 
-    run = get_run(fo.load_dataset(name))
-    assert run["model"] == "vectors:mine" and run["imported"] and run["dim"] == 16
+    run = EmbeddingRun.get(fo.load_dataset(name))
+    assert run.model == "vectors:mine" and run.imported and run.dim == 16
     assert [m.id for m in similar(name, sample=ids[2], k=1)] == [ids[7]]  # the planted neighbour
     graph_ids, graph = knn_graph(name, 3)
     row = {sid: r for r, sid in enumerate(graph_ids)}
@@ -139,14 +139,13 @@ def test_reimporting_after_tags_changed_sets_them_and_keeps_the_vectors(
         planted: tuple[str, list[str], np.ndarray, Path]) -> None:
     import fiftyone as fo
 
-    from lookalike.runs import open_run_index
 
     name, ids, vectors, _ = planted
     import_vectors(name, vectors)
     fo.load_dataset(name).select(ids[:3]).tag_samples("checked")  # what an analysis or a reviewer does
     again = import_vectors(name, vectors)
     assert (again.upserted, again.relabelled) == (0, 3)
-    index = open_run_index(get_run(fo.load_dataset(name)), load_config())
+    index = EmbeddingRun.get(fo.load_dataset(name)).open_index(load_config())
     payloads = index.payloads()
     assert sorted(sid for sid, p in payloads.items() if "checked" in p["tags"]) == sorted(ids[:3])
     rows = [sid for sid in ids if "checked" not in payloads[sid]["tags"]]

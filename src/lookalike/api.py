@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -24,17 +25,7 @@ from .graph import KnnGraph, knn, recall, update_knn
 from .index import EdgeIndex, Hit, QdrantIndex, collection_name, open_index
 from .label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT, find_mislabels
 from .models import Embedder, get_embedder
-from .runs import (
-    HASH_FIELD,
-    VECTOR_HASH,
-    get_run,
-    index_payload,
-    open_run_index,
-    public_url,
-    recorded_runs,
-    run_embedder,
-    save_run,
-)
+from .runs import HASH_FIELD, VECTOR_HASH, EmbeddingRun, index_payload, public_url
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -118,8 +109,8 @@ def embed(
                              num_workers=config.embed.num_workers, progress=progress)
     finally:
         cache.close()
-    run = {"dataset": name, "model": embedder.name, "model_key": embedder.key, "dim": embedder.dim,
-           "spec": embedder.spec}
+    run = EmbeddingRun(dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim,
+                       spec=embedder.spec)
     return _store_run(dataset, table, result, run, index, config, has_text=embedder.has_text)
 
 
@@ -177,9 +168,12 @@ def import_vectors(
     normalised = checked_vectors(raw, id_list, table["id"], source)
     model = model_name or default_name
     key, dim = run_key(model), int(normalised.shape[1])
-    existing = recorded_runs(dataset).get("runs", {}).get(key)
-    if existing and existing["dim"] != dim and not rebuild:
-        raise IndexMismatchError(f"{source}: {dim}-d vectors, but the run {model!r} holds {existing['dim']}-d "
+    try:
+        existing: EmbeddingRun | None = EmbeddingRun.get(dataset, key)
+    except NotEmbeddedError:
+        existing = None
+    if existing and existing.dim != dim and not rebuild:
+        raise IndexMismatchError(f"{source}: {dim}-d vectors, but the run {model!r} holds {existing.dim}-d "
                                  "ones; give another --model-name, or --rebuild to replace it")
     index = open_index(name, key, dim, url=config.index.url, api_key=config.index.api_key,
                        home=config.index.home_path(), rebuild=rebuild)
@@ -201,12 +195,11 @@ def import_vectors(
     result.errors = {rows[j]: e for j, e in errors.items()}
     result.errors.update({i: decode_errors[h] for i, h in zip(rows, hashes, strict=True) if h in decode_errors})
     result.cached = len(rows)
-    run = {"dataset": name, "model": model, "model_key": key, "dim": dim, "spec": {"name": model},
-           "imported": True}
+    run = EmbeddingRun(dataset=name, model=model, model_key=key, dim=dim, spec={"name": model}, imported=True)
     return _store_run(dataset, table, result, run, index, config, has_text=False)
 
 
-def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedResult, run: dict[str, Any],
+def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedResult, run: EmbeddingRun,
                index: EdgeIndex | QdrantIndex, config: Config, has_text: bool) -> EmbedSummary:
     """Write an embedding run's vectors: the hash and error fields, the collection synced (changed points
     upserted, changed payloads of unchanged points set, gone ones deleted), the run recorded and registered
@@ -243,17 +236,17 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
             index.optimize()
 
     collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)
-    run = {**run, "url": public_url(config.index.url), "collection": collection, "count": len(wanted)}
+    run = dataclasses.replace(run, url=public_url(config.index.url), collection=collection, count=len(wanted))
     listed = _RunRows.listed(run, index, wanted, config)
     if wanted and not listed.path(VECTORS_SUFFIX).is_file():  # the analyses read this copy, not the store
         row_of = {sid: i for i, sid in enumerate(table["id"])}
         listed.save_vectors(lambda ids: result.matrix([row_of[s] for s in ids]))
-    save_run(dataset, run)
+    run.save(dataset)
     from .brain import register_similarity  # brain builds on this module
 
     brain_key = register_similarity(dataset, run, has_text)
     return EmbedSummary(
-        dataset=run["dataset"], model=run["model"], model_key=run["model_key"], dim=run["dim"],
+        dataset=run.dataset, model=run.model, model_key=run.model_key, dim=run.dim,
         samples=len(table["id"]), embedded=len(ok), computed=result.computed, cached=result.cached,
         failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
         upserted=len(moved), relabelled=len(relabelled), deleted=len(stale), collection=collection,
@@ -323,18 +316,18 @@ def similar(
         raise ConfigError(f"k must be at least 1, got {k}")
     config = config or load_config()
     dataset = get_dataset(name)
-    run = get_run(dataset, model)
-    index = open_run_index(run, config)
+    run = EmbeddingRun.get(dataset, model)
+    index = run.open_index(config)
     where = {key: v for key, v in (("label", label), ("split", split), ("tags", tag)) if v is not None}
-    model_once = functools.cache(lambda: run_embedder(run, config))  # built only for images and text
+    model_once = functools.cache(lambda: run.embedder(config))  # built only for images and text
     if text:
         hits = index.query(model_once().embed_text([text]), k, where, min_score=min_score)[0]
     elif like:
-        pos, pos_ids = _examples(like, dataset, index, model_once, run["dim"])
-        neg, neg_ids = _examples(unlike, dataset, index, model_once, run["dim"])
+        pos, pos_ids = _examples(like, dataset, index, model_once, run.dim)
+        neg, neg_ids = _examples(unlike, dataset, index, model_once, run.dim)
         hits = index.recommend(pos, neg, k, where, exclude=pos_ids + neg_ids, min_score=min_score)
     else:
-        vec, ids = _examples([sample or image or ""], dataset, index, model_once, run["dim"])
+        vec, ids = _examples([sample or image or ""], dataset, index, model_once, run.dim)
         hits = index.query(vec, k, where, exclude=ids, min_score=min_score)[0]
     matches = [_match(h) for h in hits]
     if save_view:
@@ -397,7 +390,7 @@ class _RunRows:
     vectors, memory-mapped (reading a million vectors out of the store, as lists of Python floats, took
     50 s in every analysis)."""
 
-    run: dict[str, Any]
+    run: EmbeddingRun
     index: EdgeIndex | QdrantIndex
     ids: list[str]
     keys: list[str]
@@ -409,19 +402,19 @@ class _RunRows:
 
     @classmethod
     def of(cls, name: str, model: str | None, config: Config) -> _RunRows:
-        run = get_run(get_dataset(name), model)
-        index = open_run_index(run, config)
+        run = EmbeddingRun.get(get_dataset(name), model)
+        index = run.open_index(config)
         return cls.listed(run, index, index.payloads(), config)  # a million payload dicts (1.5 GB) let go
 
     @classmethod
-    def listed(cls, run: dict[str, Any], index: EdgeIndex | QdrantIndex, payloads: dict[str, dict[str, Any]],
+    def listed(cls, run: EmbeddingRun, index: EdgeIndex | QdrantIndex, payloads: dict[str, dict[str, Any]],
                config: Config) -> _RunRows:
         """The rows of the points whose payloads these are."""
         ids = sorted(payloads)
         keys = [":".join(str(payloads[i][key]) for key in ("sample_id", HASH_FIELD, VECTOR_HASH) if key in payloads[i])
                 for i in ids]
         return cls(run=run, index=index, ids=ids, keys=keys, folder=config.index.home_path() / "graphs",
-                   stem=collection_name(run["dataset"], run["model_key"]),
+                   stem=collection_name(run.dataset, run.model_key),
                    digest=hashlib.sha256("".join(keys).encode()).hexdigest()[:16], config=config)
 
     def path(self, suffix: str) -> Path:
@@ -438,7 +431,7 @@ class _RunRows:
         earlier copies go. Complete or absent: it is written under another name and renamed."""
         self.folder.mkdir(parents=True, exist_ok=True)
         partial = self.path(".partial.npy")
-        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(self.ids), self.run["dim"]))
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(self.ids), self.run.dim))
         for start in range(0, len(self.ids), 1 << 16):
             out[start:start + (1 << 16)] = rows(self.ids[start:start + (1 << 16)])
         out.flush()
@@ -659,7 +652,7 @@ def duplicates(
     sub = KnnGraph(indices=keep_rows[graph.indices[rows]], sims=np.where(keep_rows[graph.indices[rows]] >= 0,
                                                                           graph.sims[rows], -1.0))
     content = [hashes[i] for i in rows]
-    run_key = get_run(dataset, model)["model_key"]
+    run_key = EmbeddingRun.get(dataset, model).model_key
     state = config.index.home_path() / "duplicates" / f"{collection_name(name, run_key)}.npz"
     earlier = Verified.load(state, content, DEFAULT_CANDIDATE_COSINE, keypoints)
     if earlier is not None and earlier.covered is not None and (
@@ -775,7 +768,7 @@ def compute_map(
         raise ConfigError(f"dataset {name!r} has {len(ids)} embedded samples; a map needs at least 4")
     vectors, graph = rows.vectors(), rows.graph(maps.UMAP_K)
     unique = maps.uniqueness(graph)
-    state = config.index.home_path() / "maps" / f"{collection_name(name, run['model_key'])}.npz"
+    state = config.index.home_path() / "maps" / f"{collection_name(name, run.model_key)}.npz"
     known_points, known_clusters, fitted = _earlier_map(state, keys, seed, min_cluster_size)
     points = maps.layout(vectors, graph, seed=seed, known=known_points)
     cluster = maps.clusters(points, min_cluster_size, seed=seed, known=known_clusters)
@@ -801,7 +794,7 @@ def compute_map(
     else:
         colours = values_in_order(dataset, [colour_by], ids)[0] if dataset.has_field(colour_by) else [None] * len(ids)
     path = Path(plot_path) if plot_path else config.index.home_path() / "maps" / f"{name}.png"
-    maps.plot(points, colours, path, title=f"{name}: {run['model']} embeddings (UMAP), coloured by {colour_by}")
+    maps.plot(points, colours, path, title=f"{name}: {run.model} embeddings (UMAP), coloured by {colour_by}")
     sizes = dict(sorted(zip(*(x.tolist() for x in np.unique(cluster, return_counts=True)), strict=True)))
     order = np.argsort(-unique)[:10]
     return EmbeddingMap(dataset=name, brain_key=MAP_BRAIN_KEY, samples=len(ids), plot=str(path), clusters=sizes,

@@ -19,7 +19,7 @@ from fiftyone.brain.similarity import Similarity, SimilarityConfig, SimilarityIn
 
 from .config import load_config
 from .datasets import find_label_field, sample_table
-from .runs import HASH_FIELD, get_run, index_payload, open_run_index, run_embedder
+from .runs import HASH_FIELD, EmbeddingRun, index_payload
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -92,9 +92,9 @@ class LookalikeSimilarityIndex(SimilarityIndex):
 
     def __init__(self, samples: Any, config: LookalikeSimilarityConfig, brain_key: str, backend: Any = None) -> None:
         super().__init__(samples, config, brain_key, backend=backend)
-        self._run = get_run(samples._root_dataset, config.run_key)
+        self._run = EmbeddingRun.get(samples._root_dataset, config.run_key)
         self._settings = load_config()
-        self._index = open_run_index(self._run, self._settings)
+        self._index = self._run.open_index(self._settings)
 
     @property
     def total_index_size(self) -> int:
@@ -147,7 +147,7 @@ class LookalikeSimilarityIndex(SimilarityIndex):
     def get_model(self) -> _PromptModel:
         """The run's model, rebuilt from its recorded spec (FiftyOne's own would look in its zoo)."""
         if self._model is None:
-            self._model: _PromptModel | None = _PromptModel(run_embedder(self._run, self._settings))
+            self._model: _PromptModel | None = _PromptModel(self._run.embedder(self._settings))
         return self._model
 
     def _kneighbors(self, query: Any = None, k: int | None = None, reverse: bool = False,
@@ -190,10 +190,10 @@ class LookalikeSimilarityIndex(SimilarityIndex):
         return cls(samples, config, brain_key)
 
 
-def register_similarity(dataset: fo.Dataset, run: dict[str, Any], has_text: bool) -> str:
+def register_similarity(dataset: fo.Dataset, run: EmbeddingRun, has_text: bool) -> str:
     """Register (or refresh) the similarity index over an embedding run; returns its brain key."""
-    key = brain_key(run["model"])
-    config = LookalikeSimilarityConfig(run_key=run["model_key"], model=run["model"], supports_prompts=has_text)
+    key = brain_key(run.model)
+    config = LookalikeSimilarityConfig(run_key=run.model_key, model=run.model, supports_prompts=has_text)
     method = config.build()
     if key in dataset.list_brain_runs():
         dataset.delete_brain_run(key)  # our cleanup() keeps the collection

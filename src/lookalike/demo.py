@@ -17,7 +17,7 @@ from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, load, sample_table
 from .exceptions import ModelError, UnknownModelError
 from .models import Embedder, get_embedder
-from .runs import get_run, open_run_index
+from .runs import EmbeddingRun
 from .tables import format_clusters, format_duplicates, format_matches, format_suspects
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,7 @@ def _split_counts(dataset: Any) -> list[str]:
 def _label_agreement(name: str, config: Config, say: Callable[[str], None]) -> float | None:
     """Share of each test sample's k train neighbours (found by Qdrant) that carry its label."""
     dataset = get_dataset(name)
-    run = get_run(dataset)
-    index = open_run_index(run, config)
+    index = EmbeddingRun.get(dataset).open_index(config)
     payloads = index.payloads()
     test = [sid for sid, p in payloads.items() if p.get("split") == "test" and p.get("label")]
     if not test:

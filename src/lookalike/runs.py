@@ -1,12 +1,14 @@
-"""The record of each embedding run (dataset + model or imported vectors): kept in
-``dataset.info["lookalike"]`` so later calls know which model, dimension and collection to use, and what a
-point of its collection carries. The API key is never recorded. :mod:`lookalike.api` writes runs,
-:mod:`lookalike.brain` and every verb read them; this module imports neither.
+"""The record of each embedding run (dataset + model or imported vectors), :class:`EmbeddingRun`: kept in
+``dataset.info["lookalike"]`` so later calls know which model, dimension and collection to use; it opens
+its index and rebuilds its model; :func:`index_payload` is what a point of its collection carries. The API
+key is never recorded. :mod:`lookalike.api` writes runs, :mod:`lookalike.brain` and every verb read them;
+this module imports neither.
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
@@ -33,52 +35,58 @@ def public_url(url: str | None) -> str | None:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def recorded_runs(dataset: fo.Dataset) -> dict[str, Any]:
-    """Every run recorded on the dataset, and which is the latest."""
-    return dict((dataset.info or {}).get(INFO_KEY, {}))
+@dataclass(frozen=True)
+class EmbeddingRun:
+    """One embedding run of a dataset, as recorded in ``dataset.info["lookalike"]``."""
 
+    dataset: str
+    model: str  # a registered model's name, or the name given to imported vectors
+    model_key: str  # names the collection and the cache entries
+    dim: int
+    spec: dict[str, Any] = field(default_factory=dict)  # get_embedder's arguments, to rebuild the model
+    imported: bool = False  # vectors brought by the user: no model
+    url: str | None = None  # a Qdrant server's URL without credentials; None: the embedded store
+    collection: str = ""
+    count: int = 0  # points in the collection
 
-def get_run(dataset: fo.Dataset, model: str | None = None) -> dict[str, Any]:
-    """The recorded embedding run for ``model`` (a model name or key), else the latest one."""
-    info = recorded_runs(dataset)
-    runs: dict[str, Any] = info.get("runs", {})
-    if not runs:
-        raise NotEmbeddedError(
-            f"dataset {dataset.name!r} has no embeddings yet; run `lookalike embed {dataset.name}` first"
-        )
-    if model is None:
-        return dict(runs[info["latest"]])
-    for key, run in runs.items():
-        if model in (key, run["model"]):
-            return dict(run)
-    raise NotEmbeddedError(
-        f"dataset {dataset.name!r} has no embeddings from {model!r}; it has: "
-        f"{', '.join(r['model'] for r in runs.values())}. Run `lookalike embed {dataset.name} --model {model}`"
-    )
+    @classmethod
+    def get(cls, dataset: fo.Dataset, model: str | None = None) -> EmbeddingRun:
+        """The recorded run for ``model`` (a model name or key), else the latest one."""
+        info = dict((dataset.info or {}).get(INFO_KEY, {}))
+        runs: dict[str, Any] = info.get("runs", {})
+        if not runs:
+            raise NotEmbeddedError(
+                f"dataset {dataset.name!r} has no embeddings yet; run `lookalike embed {dataset.name}` first"
+            )
+        found = runs[info["latest"]] if model is None else next(
+            (run for key, run in runs.items() if model in (key, run["model"])), None)
+        if found is None:
+            raise NotEmbeddedError(
+                f"dataset {dataset.name!r} has no embeddings from {model!r}; it has: "
+                f"{', '.join(r['model'] for r in runs.values())}. Run `lookalike embed {dataset.name} --model {model}`"
+            )
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in found.items() if key in known})
 
+    def save(self, dataset: fo.Dataset) -> None:
+        """Record the run (replacing one of the same key) as the dataset's latest."""
+        info = dict((dataset.info or {}).get(INFO_KEY, {}))
+        info.setdefault("runs", {})[self.model_key] = asdict(self)
+        info["latest"] = self.model_key
+        dataset.info[INFO_KEY] = info
+        dataset.save()
 
-def open_run_index(run: dict[str, Any], config: Config) -> EdgeIndex | QdrantIndex:
-    """The index holding a recorded run's vectors (the server URL comes from config when it is set)."""
-    url = config.index.url or run.get("url")
-    return open_index(run["dataset"], run["model_key"], run["dim"], url=url, api_key=config.index.api_key,
-                      home=config.index.home_path())
+    def open_index(self, config: Config) -> EdgeIndex | QdrantIndex:
+        """The index holding the run's vectors (the server URL comes from config when it is set)."""
+        return open_index(self.dataset, self.model_key, self.dim, url=config.index.url or self.url,
+                          api_key=config.index.api_key, home=config.index.home_path())
 
-
-def run_embedder(run: dict[str, Any], config: Config) -> Embedder:
-    """Rebuild the model that produced a run (for image and text queries)."""
-    if run.get("imported"):
-        raise ModelError(f"the run {run['model']!r} holds imported vectors and has no model, so it cannot embed "
-                         "an image or a text prompt; query it by sample (--sample, --like with sample ids)")
-    return get_embedder(**run["spec"], device=config.embed.device, precision=config.embed.precision)
-
-
-def save_run(dataset: fo.Dataset, run: dict[str, Any]) -> None:
-    """Record a run (replacing one of the same key) as the dataset's latest."""
-    info = recorded_runs(dataset)
-    info.setdefault("runs", {})[run["model_key"]] = run
-    info["latest"] = run["model_key"]
-    dataset.info[INFO_KEY] = info
-    dataset.save()
+    def embedder(self, config: Config) -> Embedder:
+        """The model that produced the run, rebuilt (for image and text queries)."""
+        if self.imported:
+            raise ModelError(f"the run {self.model!r} holds imported vectors and has no model, so it cannot embed "
+                             "an image or a text prompt; query it by sample (--sample, --like with sample ids)")
+        return get_embedder(**self.spec, device=config.embed.device, precision=config.embed.precision)
 
 
 def index_payload(table: dict[str, list[Any]], row: int, content_hash: str | None,
