@@ -378,8 +378,8 @@ def knn_graph(name: str, k: int = DEFAULT_K, *, model: str | None = None,
     stay the same. After samples are added, changed or removed, the stored graph is updated: only new and
     changed samples, and those that lost a neighbour, are searched again.
     """
-    ids, _, graph = _graph_of(name, k, model, config)
-    return ids, graph
+    rows = _RunRows.of(name, model, config or load_config())
+    return rows.ids, rows.graph(k)
 
 
 @dataclass
@@ -481,12 +481,6 @@ class _RunRows:
             stale.unlink()
         graph.save(path, self.keys)
         return graph.first(k)
-
-
-def _graph_of(name: str, k: int, model: str | None, config: Config | None) -> tuple[list[str], list[str], KnnGraph]:
-    """:func:`knn_graph`, with each row's key."""
-    rows = _RunRows.of(name, model, config or load_config())
-    return rows.ids, rows.keys, rows.graph(k)
 
 
 def _class_probs(dataset: fo.Dataset, ids: list[str], field: str, classes: list[str]) -> np.ndarray:
@@ -635,7 +629,8 @@ def duplicates(
         raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
     config = config or load_config()
     dataset = get_dataset(name)
-    ids, graph = knn_graph(name, DUPLICATE_NEIGHBOURS, model=model, config=config)
+    run_rows = _RunRows.of(name, model, config)  # the run resolved once
+    ids, graph = run_rows.ids, run_rows.graph(DUPLICATE_NEIGHBOURS)
     table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field), ids)
     (hashes,) = values_in_order(dataset, [HASH_FIELD], ids)
     cache = EmbeddingCache(config.index.home_path() / "embeddings.sqlite")
@@ -652,8 +647,7 @@ def duplicates(
     sub = KnnGraph(indices=keep_rows[graph.indices[rows]], sims=np.where(keep_rows[graph.indices[rows]] >= 0,
                                                                           graph.sims[rows], -1.0))
     content = [hashes[i] for i in rows]
-    run_key = EmbeddingRun.get(dataset, model).model_key
-    state = config.index.home_path() / "duplicates" / f"{collection_name(name, run_key)}.npz"
+    state = config.index.home_path() / "duplicates" / f"{run_rows.stem}.npz"
     earlier = Verified.load(state, content, DEFAULT_CANDIDATE_COSINE, keypoints)
     if earlier is not None and earlier.covered is not None and (
             earlier.covered.mean() < UPDATE_ABOVE or (~earlier.covered).sum() > config.index.exact_graph_max):
