@@ -321,7 +321,7 @@ def test_a_map_after_a_few_added_samples_places_only_them(tmp_path: Path, datase
 
 def test_added_samples_update_the_stored_graph(tmp_path: Path, dataset_name: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import lookalike.api
+    import lookalike.context
     from conftest import write_blobs
     from lookalike import embeddings, knn_graph
     from lookalike.graph import exact_knn
@@ -337,31 +337,32 @@ def test_added_samples_update_the_stored_graph(tmp_path: Path, dataset_name: str
     def no_full_rebuild(*args: object) -> None:
         raise AssertionError("the stored graph should have been updated, not rebuilt")
 
-    monkeypatch.setattr(lookalike.api, "knn", no_full_rebuild)
+    monkeypatch.setattr(lookalike.context, "knn", no_full_rebuild)
     ids, updated = knn_graph(dataset_name, 5)
     ids2, vectors = embeddings(dataset_name)
     assert ids == ids2 and len(ids) == 66
     np.testing.assert_allclose(updated.sims, exact_knn(vectors, 5).sims, atol=1e-5)
     folder = Path(os.environ["LOOKALIKE_HOME"]) / "graphs"
     assert len(list(folder.glob(f"*{dataset_name}*.npz"))) == len(list(folder.glob(f"*{dataset_name}*.npy"))) == 1
-    rows = lookalike.api._RunRows.of(dataset_name, None, load_config())  # the copy analyses read = the store
+    rows = lookalike.context.Context.of(dataset_name).rows  # the copy analyses read = the store
     np.testing.assert_array_equal(vectors, rows.index.vectors(ids))
 
 
 def test_a_duplicates_update_with_more_new_rows_than_the_exact_search_serves_starts_afresh(
         embedded: tuple[str, Path, Path], tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import lookalike.api
+    import lookalike.finders.duplicates
     from conftest import write_blobs
 
     name = embedded[0]
     seen: list[object] = []
-    find = lookalike.api.find_duplicates
+    find = lookalike.finders.duplicates.find_duplicates
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
         seen.append(kwargs["earlier"])
         return find(*args, **kwargs)
 
-    monkeypatch.setattr(lookalike.api, "find_duplicates", recorded)
+    monkeypatch.setattr(lookalike.finders.duplicates, "find_duplicates", recorded)
     lookalike.api.duplicates(name)
     for seed in (5, 6):  # two rounds of two new images
         write_blobs(tree / "train" / f"green{seed}", "green", 2, seed=seed)

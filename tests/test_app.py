@@ -184,10 +184,12 @@ def test_mislabels_operator_matches_the_cli_and_a_suggestion_is_accepted(app: tu
                                                                          page: Any) -> None:
     import fiftyone as fo
 
-    from lookalike.api import SUSPECT_VIEW
+    from lookalike.finders.mislabels import Mislabels
+
+    SUSPECT_VIEW = Mislabels.view
 
     name, _, _ = app
-    _run_operator(page, "lookalike: find mislabels", re.compile(r"^\d+ flagged$"))
+    _run_operator(page, "lookalike: find mislabels", re.compile(r"^\d+ suspected mislabels of \d+$"))
     ds = fo.load_dataset(name)
     ds.reload()  # the App server wrote to it
     from_app = ds.load_saved_view(SUSPECT_VIEW).values("id")
@@ -253,7 +255,7 @@ def _lasso(page: Any, outline: list[tuple[float, float]]) -> None:
 def test_the_map_in_the_embeddings_panel_and_a_lasso_filters_the_grid(app: tuple[str, Any, str], page: Any) -> None:
     import fiftyone as fo
 
-    from lookalike.api import MAP_BRAIN_KEY
+    from lookalike.finders.map import MAP_BRAIN_KEY
 
     name, _, _ = app
     _run_operator(page, "lookalike: compute the map", re.compile(r"clusters; brain key lookalike_map$"))
@@ -306,7 +308,7 @@ def test_duplicates_operator_and_the_keep_plan_in_the_panel(app: tuple[str, Any,
     from lookalike import review
 
     name, _, _ = app
-    _run_operator(page, "lookalike: find duplicates", re.compile(r"^\d+ groups$"))
+    _run_operator(page, "lookalike: find duplicates", re.compile(r"^\d+ duplicate groups, \d+ leaks$"))
     ds = fo.load_dataset(name)
     ds.reload()
     found = ds.exists("duplicate_group")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,8 +85,10 @@ def test_a_delegated_run_records_progress_and_its_results(dataset_name: str, tre
     from fiftyone.operators.delegated import DelegatedOperationService
 
     from lookalike import embed, load
-    from lookalike.api import SUSPECT_VIEW
     from lookalike.app import install_plugin
+    from lookalike.finders.mislabels import Mislabels
+
+    SUSPECT_VIEW = Mislabels.view
 
     install_plugin()
     load(tree, name=dataset_name)
@@ -96,7 +100,7 @@ def test_a_delegated_run_records_progress_and_its_results(dataset_name: str, tre
     service.execute_queued_operations(dataset_name=dataset_name)
     done = service.list_operations(dataset_name=dataset_name)[0]
     assert done.run_state == "completed", done.run_state
-    assert done.status.label.endswith("flagged") and done.status.progress == 1.0  # its last progress
+    assert re.fullmatch(r"\d+ suspected mislabels of \d+", done.status.label) and done.status.progress == 1.0  # its last progress
     ds = fo.load_dataset(dataset_name)
     ds.reload()
     assert SUSPECT_VIEW in ds.list_saved_views() and ds.has_field("mislabel_score")

@@ -1,4 +1,5 @@
-"""``lookalike`` command line: load, embed, similar, mislabels, duplicates, map, embeddings, run, app, models."""
+"""``lookalike`` command line: load, embed, similar, embeddings, run, app, models, and a verb per registered
+finder (mislabels, duplicates, map, ...: see :mod:`lookalike.finders`), made from its options."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-from .dedup import DEFAULT_THRESHOLD
 from .exceptions import LookalikeError
-from .maps import COLOUR_FIELDS
 
 
 @contextmanager
@@ -100,53 +99,19 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_mislabels(args: argparse.Namespace) -> int:
-    from .api import SUSPECT_VIEW, mislabels
-    from .tables import format_suspects
+def cmd_find(args: argparse.Namespace) -> int:
+    """Any registered finder: run it, then print its table or its JSON."""
+    from . import finders
+    from .api import find
 
-    suspects = mislabels(args.name, k=args.k, prediction_field=args.prediction_field, model=args.model,
-                         config=_config(args))
-    shown = suspects if args.all else [s for s in suspects if s.flagged]
+    finder = finders.get(args.finder)
+    options = {o.name: getattr(args, o.name) for o in finder.options}
+    with _bar(*finder.stages or ("working",)) as progress:
+        findings = find(finder.name, args.name, model=args.model, config=_config(args), progress=progress, **options)
     if args.json:
-        print(json.dumps([s.to_dict() for s in shown], indent=2))
+        print(json.dumps(finder.json(findings, everything=getattr(args, "all", False)), indent=2))
     else:
-        print(format_suspects(shown[: args.limit]))
-        print(f"{sum(s.flagged for s in suspects)} of {len(suspects)} labeled samples flagged "
-              f"(tag 'suspect-label', view {SUSPECT_VIEW!r})")
-    return 0
-
-
-def cmd_duplicates(args: argparse.Namespace) -> int:
-    from .api import DUPLICATES_VIEW, LEAKS_VIEW, duplicates
-    from .tables import format_duplicates
-
-    with _bar("thumbnails", "keypoints") as progress:
-        groups = duplicates(args.name, threshold=args.threshold, keep=args.keep, keypoints=not args.no_keypoints,
-                            model=args.model, config=_config(args), progress=progress)
-    leaks = [g for g in groups if g.leak]
-    if args.json:
-        print(json.dumps({"groups": [g.to_dict() for g in groups], "leaks": [g.to_dict() for g in leaks]}, indent=2))
-    else:
-        print(format_duplicates(groups[: args.limit]))
-        removed = sum(len(g.members) - 1 for g in groups)
-        print(f"{len(groups)} duplicate groups ({removed} samples to remove), {len(leaks)} leaks across splits "
-              f"(tags 'duplicate', 'leak'; views {DUPLICATES_VIEW!r}, {LEAKS_VIEW!r})")
-    return 0
-
-
-def cmd_map(args: argparse.Namespace) -> int:
-    from .api import compute_map
-    from .tables import format_clusters
-
-    result = compute_map(args.name, colour_by=args.colour_by, plot_path=args.out, seed=args.seed,
-                         min_cluster_size=args.min_cluster_size, model=args.model, config=_config(args))
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return 0
-    print(f"UMAP of {result.samples} samples -> brain run {result.brain_key!r} (the App's Embeddings panel) "
-          f"and {result.plot}")
-    print(f"clusters (field 'cluster', size by number): {format_clusters(result.clusters)}")
-    print("most unique (field 'uniqueness'): " + ", ".join(f"{sid} {u:.2f}" for sid, u in result.most_unique[:5]))
+        print(finder.table(findings, args.limit))
     return 0
 
 
@@ -188,6 +153,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name in list_models():
         print(name + (":ARCH  (any open_clip architecture, e.g. clip:ViT-B-32)" if name == "clip" else ""))
     return 0
+
+
+def _add_option(sp: argparse.ArgumentParser, option: Any) -> None:
+    """A finder's option as a flag; unset flags are None, so the finder's own default applies."""
+    names = [option.flag] + ([f"-{option.name}"] if len(option.name) == 1 else [])
+    default = f" (default {option.default})" if option.default is not None else ""
+    if option.kind is bool:
+        if option.default:
+            sp.add_argument(f"--no-{option.flag[2:]}", dest=option.name, action="store_false", default=None,
+                            help=f"do not {option.help[0].lower()}{option.help[1:]}")
+        else:
+            sp.add_argument(*names, dest=option.name, action="store_true", default=None, help=option.help)
+        return
+    sp.add_argument(*names, dest=option.name, type=option.kind, choices=option.choices or None,
+                    nargs="+" if option.many else None, default=None, help=option.help + default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,40 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
     on_run(sp)
     sp.set_defaults(func=cmd_similar)
 
-    sp = sub.add_parser("mislabels", help="find samples whose neighbours disagree with their label")
-    sp.add_argument("name", help="FiftyOne dataset name")
-    sp.add_argument("--json", action="store_true", help="print a JSON array, most suspect first")
-    sp.add_argument("--all", action="store_true", help="list every labeled sample, not only the flagged ones")
-    sp.add_argument("-k", type=int, default=50, help="neighbours per sample (default 50)")
-    sp.add_argument("--prediction-field", help="a Classification field of model predictions to use as well")
-    sp.add_argument("--limit", type=int, default=20, help="rows in the table (default 20)")
-    on_run(sp)
-    sp.set_defaults(func=cmd_mislabels)
+    from .finders import FINDERS
 
-    sp = sub.add_parser("duplicates", help="find exact and near duplicates, a keep/remove plan, and leaks")
-    sp.add_argument("name", help="FiftyOne dataset name")
-    sp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                    help=f"pixel similarity that makes a duplicate (default {DEFAULT_THRESHOLD})")
-    sp.add_argument("--keep", choices=["largest", "train", "first"], default="largest",
-                    help="which copy each group keeps (default largest)")
-    sp.add_argument("--no-keypoints", action="store_true",
-                    help="skip keypoint matching: faster (no image is opened again), but misses heavy crops and "
-                         "rotations")
-    sp.add_argument("--json", action="store_true", help="print a JSON object with groups and leaks")
-    sp.add_argument("--limit", type=int, default=20, help="groups listed (default 20)")
-    on_run(sp)
-    sp.set_defaults(func=cmd_duplicates)
-
-    sp = sub.add_parser("map", help="uniqueness, a UMAP layout and clusters, for the App and as a PNG")
-    sp.add_argument("name", help="FiftyOne dataset name")
-    sp.add_argument("--colour-by", "--color-by", default="label", choices=COLOUR_FIELDS,
-                    help="what colours the PNG (default label)")
-    sp.add_argument("--out", help="PNG file (default $LOOKALIKE_HOME/maps/NAME.png)")
-    sp.add_argument("--seed", type=int, default=0, help="UMAP seed; the same seed gives the same map")
-    sp.add_argument("--min-cluster-size", type=int, help="smallest cluster (default 1%% of the samples)")
-    sp.add_argument("--json", action="store_true", help="print a JSON object")
-    on_run(sp)
-    sp.set_defaults(func=cmd_map)
+    for finder in FINDERS.values():
+        sp = sub.add_parser(finder.name, help=finder.help, description=f"{finder.help}. Writes {finder.score!r}: "
+                            f"{finder.score_doc}.")
+        sp.add_argument("name", help="FiftyOne dataset name")
+        for option in finder.options:
+            _add_option(sp, option)
+        sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        if finder.lists_samples:
+            sp.add_argument("--all", action="store_true", help="with --json: every scored sample, not only the flagged")
+        sp.add_argument("--limit", type=int, default=20, help="rows in the table (default 20)")
+        on_run(sp)
+        sp.set_defaults(func=cmd_find, finder=finder.name)
 
     sp = sub.add_parser("embeddings", help="export an embedding run's vectors and sample ids")
     sp.add_argument("name", help="FiftyOne dataset name")

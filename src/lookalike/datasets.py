@@ -235,16 +235,18 @@ def sample_table(dataset: fo.Dataset | fo.DatasetView, label_field: str | None,
     }
 
 
-def write_fields(dataset: fo.Dataset, fields: dict[str, tuple[type[fo.Field], dict[str, Any]]]) -> int:
-    """Set sample fields from ``{field: (kind, {sample id: value})}``: each field declared as ``kind`` if new
-    (all-None values carry no type), every sample not listed set to None. Only values that differ from the
-    stored ones are written, so an update after 1% more samples writes about 1% (``set_values`` of a whole
-    field is one update per sample: minutes at a million). Returns the number of values written."""
+def write_fields(samples: fo.Dataset | fo.DatasetView, fields: dict[str, tuple[type[fo.Field], dict[str, Any]]]) -> int:
+    """Set sample fields of ``samples`` (a dataset, or a view: samples outside it are untouched) from
+    ``{field: (kind, {sample id: value})}``: each field declared as ``kind`` if new (all-None values carry no
+    type), every sample of ``samples`` not listed set to None. Only values that differ from the stored ones
+    are written, so an update after 1% more samples writes about 1% (``set_values`` of a whole field is one
+    update per sample: minutes at a million). Returns the number of values written."""
+    dataset = samples._root_dataset
     for field_name, (kind, _) in fields.items():
         if not dataset.has_field(field_name):
             dataset.add_sample_field(field_name, kind)
     names = list(fields)
-    ids, *stored = dataset.values(["id", *names])
+    ids, *stored = samples.values(["id", *names])
     written = 0
     for field_name, old in zip(names, stored, strict=True):
         new = fields[field_name][1]

@@ -1,4 +1,5 @@
-"""The lookalike FiftyOne plugin: operators for every finder and a panel to review what they found.
+"""The lookalike FiftyOne plugin: an operator for every registered finder (its form made from the finder's
+options; it runs on the App's current view), one for similarity search, and a panel to review what they found.
 
 FiftyOne loads this folder as a plugin (``lookalike app`` links it into the plugins directory; see
 :mod:`lookalike.app`). Every operator calls the same Python API as the CLI, so the App, the CLI and
@@ -16,8 +17,7 @@ import fiftyone.operators.types as types
 
 import lookalike
 from lookalike import api, review
-from lookalike.dedup import DEFAULT_THRESHOLD
-from lookalike.maps import COLOUR_FIELDS
+from lookalike.finders import FINDERS, Finder, Option
 
 DELEGATE_ABOVE = 20_000  # samples; the graph alone takes about a minute beyond (benchmarks/speed.py)
 SHOWN = 20  # suspects and duplicate groups listed in the panel
@@ -101,56 +101,66 @@ class FindSimilar(_Finder):
             query = {"text": p["text"]}
         else:
             query = {"image": p["image"]}
-        matches = lookalike.similar(ctx.dataset.name, k=int(p.get("k", 25)), **query, **filters)
+        matches = lookalike.similar(ctx.view, k=int(p.get("k", 25)), **query, **filters)
         yield from _report(ctx, api.SIMILAR_VIEW, f"{len(matches)} found")
 
 
-class FindMislabels(_Finder):
-    operator_name, operator_label = "find_mislabels", "lookalike: find mislabels"
+def _inputs(inputs: Any, option: Option) -> None:
+    """A finder's option as a form input."""
+    label = option.name.replace("_", " ").capitalize()
+    if option.choices:
+        inputs.enum(option.name, list(option.choices), default=option.default, label=label, description=option.help)
+    elif option.kind is bool:
+        inputs.bool(option.name, default=option.default, label=label, description=option.help)
+    elif option.kind is int:
+        inputs.int(option.name, default=option.default, label=label, description=option.help)
+    elif option.kind is float:
+        inputs.float(option.name, default=option.default, label=label, description=option.help)
+    else:
+        inputs.str(option.name, default=option.default, label=label,
+                   description=option.help + (" (comma-separated)" if option.many else ""))
+
+
+def _value(option: Option, raw: Any) -> Any:
+    if raw in (None, ""):
+        return None
+    if option.many:
+        return [w.strip() for w in str(raw).split(",") if w.strip()] if isinstance(raw, str) else list(raw)
+    return option.kind(raw)
+
+
+class _FinderOperator(_Finder):
+    """The operator of one registered finder, made by :func:`_operator_for`: its form from the finder's
+    options, run on the App's current view."""
+
+    finder: Finder
 
     def add_inputs(self, inputs: Any, ctx: Any) -> None:
-        inputs.str("prediction_field", label="Predictions field (optional)",
-                   description="a Classification field of model predictions to combine with the neighbours")
+        for option in self.finder.options:
+            _inputs(inputs, option)
 
     def execute(self, ctx: Any) -> Iterator[Any]:
-        yield _progress(ctx, 0.1, "neighbour graph and scores")
-        suspects = lookalike.mislabels(ctx.dataset.name, prediction_field=ctx.params.get("prediction_field") or None)
-        flagged = sum(s.flagged for s in suspects)
-        yield from _report(ctx, api.SUSPECT_VIEW, f"{flagged} flagged",
-                           f"{flagged} suspected mislabels of {len(suspects)}")
-
-
-class FindDuplicates(_Finder):
-    operator_name, operator_label = "find_duplicates", "lookalike: find duplicates"
-
-    def add_inputs(self, inputs: Any, ctx: Any) -> None:
-        inputs.float("threshold", default=DEFAULT_THRESHOLD, min=0.5, max=1.0, label="Pixel similarity threshold")
-        inputs.enum("keep", ["largest", "train", "first"], default="largest", label="Keep in each group")
-        inputs.bool("keypoints", default=True, label="Match keypoints (finds heavy crops and rotations; slower)")
-
-    def execute(self, ctx: Any) -> Iterator[Any]:
-        yield _progress(ctx, 0.1, "candidates, pixel and keypoint verification")
-        groups = lookalike.duplicates(ctx.dataset.name, threshold=float(ctx.params.get("threshold", DEFAULT_THRESHOLD)),
-                                      keep=ctx.params.get("keep", "largest"),
-                                      keypoints=bool(ctx.params.get("keypoints", True)))
-        leaks = sum(g.leak for g in groups)
-        yield from _report(ctx, api.DUPLICATES_VIEW, f"{len(groups)} groups",
-                           f"{len(groups)} duplicate groups, {leaks} leaks")
-
-
-class ComputeMap(_Finder):
-    operator_name, operator_label = "compute_map", "lookalike: compute the map"
-
-    def add_inputs(self, inputs: Any, ctx: Any) -> None:
-        inputs.enum("colour_by", list(COLOUR_FIELDS), default="label", label="Colour the PNG by")
-
-    def execute(self, ctx: Any) -> Iterator[Any]:
-        yield _progress(ctx, 0.1, "UMAP layout and clusters")
-        result = lookalike.compute_map(ctx.dataset.name, colour_by=ctx.params.get("colour_by", "label"))
+        finder = self.finder
+        yield _progress(ctx, 0.1, f"{finder.name}: working")
+        options = {o.name: _value(o, ctx.params.get(o.name)) for o in finder.options}
+        findings = lookalike.find(finder.name, ctx.view, **options)
+        message = finder.message(findings)
+        shown = finder.view or next(iter(finder.extra_views()), None)
         if not ctx.delegated:
+            ctx.dataset.reload()  # the server's copy predates the API's writes
             yield ctx.ops.reload_dataset()
-            yield ctx.ops.open_panel("Embeddings", layout="horizontal")
-        yield _progress(ctx, 1.0, f"{sum(c >= 0 for c in result.clusters)} clusters; brain key {result.brain_key}")
+            if shown:
+                yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(shown))
+            if finder.app_panel:
+                yield ctx.ops.open_panel(finder.app_panel, layout="horizontal")
+            yield ctx.ops.notify(message, variant="success")
+        yield _progress(ctx, 1.0, message)
+
+
+def _operator_for(finder: Finder) -> type[_FinderOperator]:
+    """An operator class for a registered finder (FiftyOne registers classes)."""
+    return type(f"Find_{finder.name}", (_FinderOperator,), {
+        "finder": finder, "operator_name": finder.operator, "operator_label": finder.label})
 
 
 class ReviewPanel(foo.Panel):
@@ -244,5 +254,5 @@ class ReviewPanel(foo.Panel):
 
 
 def register(p: Any) -> None:
-    for cls in (FindSimilar, FindMislabels, FindDuplicates, ComputeMap, ReviewPanel):
+    for cls in (FindSimilar, *(_operator_for(f) for f in FINDERS.values()), ReviewPanel):
         p.register(cls)

@@ -1,0 +1,134 @@
+"""Misclassified neighbours as a finder: ``mislabel_score`` (0..1, higher = more likely wrong),
+``suggested_label`` and the flag ``suspect_label``; the method is :mod:`lookalike.label_issues`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..datasets import values_in_order
+from ..exceptions import ConfigError
+from ..label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT, find_mislabels
+from .base import Finder, Findings, Option
+
+if TYPE_CHECKING:
+    import fiftyone as fo
+
+    from ..context import Context
+    from ..embedding import Progress
+
+
+@dataclass
+class Suspect:
+    """One sample scored by the mislabels finder."""
+
+    id: str
+    filepath: str
+    label: str
+    suggested_label: str
+    score: float
+    flagged: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def class_labels(ctx: Context, ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """The classes of the collection's Classification label field and each sample's class number (-1:
+    none); a clear error where there is no such field."""
+    import fiftyone as fo
+
+    field = ctx.label_field
+    if field is None or ctx.dataset.get_field(field).document_type is not fo.Classification:
+        raise ConfigError(f"dataset {ctx.name!r} has no Classification label field; this needs class labels")
+    (names,) = values_in_order(ctx.collection, [f"{field}.label"], ids)
+    classes = sorted({n for n in names if n is not None})
+    code = {c: i for i, c in enumerate(classes)}
+    return classes, np.array([code.get(n, -1) if n is not None else -1 for n in names], dtype=np.int64)
+
+
+def class_probs(dataset: fo.Dataset | fo.DatasetView, ids: list[str], field: str, classes: list[str]) -> np.ndarray:
+    """Model probabilities per class from a Classification field: its logits when the dataset lists the
+    field's classes, else its confidence on the predicted class spread evenly over the others."""
+    root = dataset._root_dataset
+    if not root.has_field(field):
+        raise ConfigError(f"dataset {root.name!r} has no field {field!r}")
+    logits_order = root.classes.get(field) or root.default_classes
+    if logits_order and root.has_field(f"{field}.logits"):
+        (logits,) = values_in_order(dataset, [f"{field}.logits"], ids)
+        out = np.zeros((len(ids), len(classes)), np.float32)
+        for i, row in enumerate(logits):
+            if row is not None:
+                e = np.exp(np.asarray(row, np.float64) - np.max(row))
+                p = dict(zip(logits_order, e / e.sum(), strict=False))
+                out[i] = [p.get(c, 0.0) for c in classes]
+            else:
+                out[i] = 1 / len(classes)
+        return out
+    preds, conf = values_in_order(dataset, [f"{field}.label", f"{field}.confidence"], ids)
+    out = np.zeros((len(ids), len(classes)), np.float32)
+    for i, (label, c) in enumerate(zip(preds, conf, strict=True)):
+        c = 1.0 if c is None else float(c)
+        out[i] = (1 - c) / max(1, len(classes) - 1)
+        if label in classes:
+            out[i, classes.index(label)] = c
+        else:
+            out[i] = 1 / len(classes)
+    return out
+
+
+class Mislabels(Finder):
+    name = "mislabels"
+    label = "lookalike: find mislabels"
+    help = "find samples whose neighbours disagree with their label"
+    score_doc = "0..1, higher = more likely mislabeled (1 - own-label support relative to its class, capped at 1)"
+    score_field = "mislabel_score"
+    flag_field = "suspect_label"
+    tag = "suspect-label"
+    view = "lookalike-suspect-labels"
+    review = True
+    lists_samples = True
+    options = (
+        Option("k", int, DEFAULT_K, "neighbours per sample"),
+        Option("max_support", float, DEFAULT_MAX_SUPPORT,
+               "flag below this share of the support a class typically gets"),
+        Option("prediction_field", str, None, "a Classification field of model predictions to use as well"),
+    )
+
+    def check(self, options: dict[str, Any]) -> None:
+        if options["k"] < 1:
+            raise ConfigError(f"k must be at least 1, got {options['k']}")
+
+    def extra_fields(self) -> tuple[str, ...]:
+        return ("suggested_label",)
+
+    def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
+        import fiftyone as fo
+
+        classes, labels = class_labels(ctx, ctx.ids)
+        graph = ctx.graph(options["k"])
+        pred = class_probs(ctx.collection, ctx.ids, options["prediction_field"], classes) \
+            if options["prediction_field"] else None
+        result = find_mislabels(graph, labels, n_classes=len(classes), pred_probs=pred,
+                                max_support=options["max_support"])
+        ids = ctx.ids
+        scored = np.flatnonzero(labels >= 0)  # unlabeled samples: no score, no flag
+        (paths,) = values_in_order(ctx.collection, ["filepath"], ids)
+        records = sorted((Suspect(id=ids[i], filepath=paths[i], label=classes[labels[i]],
+                                  suggested_label=classes[result.suggested[i]], score=float(result.score[i]),
+                                  flagged=bool(result.flag[i])) for i in scored), key=lambda s: -s.score)
+        return Findings(
+            finder=self.name, ids=[ids[i] for i in scored], scores=result.score[scored], flags=result.flag[scored],
+            records=records, summary=result.summary(),
+            fields={"suggested_label": (fo.StringField, {ids[i]: classes[result.suggested[i]] for i in scored})})
+
+    def table(self, findings: Findings, limit: int) -> str:
+        from ..tables import format_suspects
+
+        return (f"{format_suspects([s for s in findings.records if s.flagged][:limit])}\n{findings.flagged} of "
+                f"{len(findings.ids)} labeled samples flagged (tag {self.tag!r}, view {self.view!r})")
+
+    def message(self, findings: Findings) -> str:
+        return f"{findings.flagged} suspected mislabels of {len(findings.ids)}"
