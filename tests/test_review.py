@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,7 +99,8 @@ def test_a_delegated_run_records_progress_and_its_results(dataset_name: str, tre
     service.execute_queued_operations(dataset_name=dataset_name)
     done = service.list_operations(dataset_name=dataset_name)[0]
     assert done.run_state == "completed", done.run_state
-    assert re.fullmatch(r"\d+ suspected mislabels of \d+", done.status.label) and done.status.progress == 1.0  # its last progress
+    assert re.fullmatch(r"\d+ suspected mislabels of \d+", done.status.label)  # its last progress
+    assert done.status.progress == 1.0
     ds = fo.load_dataset(dataset_name)
     ds.reload()
     assert SUSPECT_VIEW in ds.list_saved_views() and ds.has_field("mislabel_score")
