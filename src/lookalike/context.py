@@ -9,7 +9,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,9 +165,8 @@ class Context:
 
     collection: fo.Dataset | fo.DatasetView
     dataset: fo.Dataset
-    run: EmbeddingRun
     config: Config
-    _cache: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None  # which embedding run: a model name or key; None: the latest
 
     @classmethod
     def of(cls, target: str | fo.Dataset | fo.DatasetView, model: str | None = None,
@@ -182,8 +181,12 @@ class Context:
         else:
             raise ConfigError(f"expected a dataset name or a FiftyOne dataset or view, got {type(target).__name__}")
         dataset = collection._root_dataset
-        return cls(collection=collection, dataset=dataset, run=EmbeddingRun.get(dataset, model),
-                   config=config or load_config())
+        return cls(collection=collection, dataset=dataset, config=config or load_config(), model=model)
+
+    @cached_property
+    def run(self) -> EmbeddingRun:
+        """The embedding run (looked up on first use: a pixel-only finder needs none)."""
+        return EmbeddingRun.get(self.dataset, self.model)
 
     @property
     def name(self) -> str:

@@ -5,9 +5,9 @@ Files are hashed (SHA-256 of their bytes); only hashes the cache lacks for this 
 cache as soon as it is done, so an interrupted run loses at most one batch and a rerun resumes.
 Unreadable files are reported with a reason and skipped; the run goes on.
 
-The decode that feeds the model also makes each image's duplicate-finding facts (a pixel hash and a grey
-thumbnail, :func:`lookalike.dedup.image_facts`), cached by content hash, so finding duplicates later
-decodes nothing that was embedded.
+The decode that feeds the model also makes each image's facts (a pixel hash, a grey thumbnail and quality
+measures, :func:`lookalike.thumbnails.image_facts`), cached by content hash, so finding duplicates or
+quality issues later decodes nothing that was embedded.
 """
 
 from __future__ import annotations
@@ -92,6 +92,9 @@ class EmbeddingCache:
             "CREATE TABLE IF NOT EXISTS facts (hash TEXT PRIMARY KEY, pixel_hash TEXT, width INTEGER, "
             "height INTEGER, thumb BLOB)"
         )
+        if "stats" not in {row[1] for row in self._db.execute("PRAGMA table_info(facts)")}:
+            # Caches from before the quality measures: their images are decoded again once (known_facts).
+            self._db.execute("ALTER TABLE facts ADD COLUMN stats BLOB")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, "
             "hash TEXT)"
@@ -123,23 +126,25 @@ class EmbeddingCache:
             at.setdefault(h, []).append(row)
         out = Thumbnails.empty(len(hashes))
         found = 0
-        for h, pixel_hash, width, height, thumb in self._select(
-                "SELECT hash, pixel_hash, width, height, thumb FROM facts WHERE hash IN", [], hashes):
+        for h, pixel_hash, width, height, thumb, stats in self._select(
+                "SELECT hash, pixel_hash, width, height, thumb, stats FROM facts WHERE hash IN", [], hashes):
             for row in at[h]:
-                out.set(row, pixel_hash, np.frombuffer(thumb, dtype=np.float32).reshape(THUMB, THUMB), width, height)
+                out.set(row, pixel_hash, np.frombuffer(thumb, dtype=np.float32).reshape(THUMB, THUMB), width, height,
+                        np.frombuffer(stats, dtype=np.float32) if stats is not None else None)
             found += 1
         if found < len(at):
             raise KeyError(f"{len(at) - found} images have no cached facts")
         return out
 
     def known_facts(self, hashes: Sequence[str]) -> set[str]:
-        """The hashes whose facts are cached (without reading them)."""
-        return {h for (h,) in self._select("SELECT hash FROM facts WHERE hash IN", [], hashes)}
+        """The hashes whose facts are cached, quality measures included (without reading them)."""
+        return {h for (h,) in self._select("SELECT hash FROM facts WHERE stats IS NOT NULL AND hash IN", [], hashes)}
 
     def put_facts(self, items: dict[str, ImageFacts]) -> None:
         self._db.executemany(
-            "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?)",
-            [(h, f.pixel_hash, f.width, f.height, np.asarray(f.thumb, np.float32).tobytes()) for h, f in items.items()],
+            "INSERT OR REPLACE INTO facts (hash, pixel_hash, width, height, thumb, stats) VALUES (?, ?, ?, ?, ?, ?)",
+            [(h, f.pixel_hash, f.width, f.height, np.asarray(f.thumb, np.float32).tobytes(),
+              np.asarray(f.stats, np.float32).tobytes()) for h, f in items.items()],
         )
         self._db.commit()
 

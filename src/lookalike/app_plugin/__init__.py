@@ -153,7 +153,7 @@ class _FinderOperator(_Finder):
                 yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(shown))
             if finder.app_panel:
                 yield ctx.ops.open_panel(finder.app_panel, layout="horizontal")
-            yield ctx.ops.notify(message, variant="success")
+            yield ctx.ops.notify(f"lookalike {finder.name}: {message}", variant="success")
         yield _progress(ctx, 1.0, message)
 
 

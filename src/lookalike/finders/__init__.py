@@ -29,8 +29,10 @@ def _register_builtins() -> None:
     from .duplicates import Duplicates
     from .map import Map
     from .mislabels import Mislabels
+    from .outliers import Outliers
+    from .quality import Quality
 
-    for cls in (Mislabels, Duplicates, Map):
+    for cls in (Mislabels, Duplicates, Map, Quality, Outliers):
         register(cls())
 
 

@@ -1,0 +1,106 @@
+"""Image quality as a finder: per issue (dark, bright, blurry, low information, grayscale, odd size, odd
+aspect ratio) a score ``quality_<issue>`` in [0, 1], the flagged ones in ``quality_issues``, and
+``quality_score``, the highest of them. From the quality measures cached in the decode pass (files embedded
+before them, or never, are decoded once); no embeddings needed. The method is :mod:`lookalike.quality`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..datasets import values_in_order
+from ..embedding import EmbeddingCache, cache_image_facts, hash_files
+from ..quality import ISSUES, score_issues
+from .base import Finder, Findings
+
+if TYPE_CHECKING:
+    from ..context import Context
+    from ..embedding import Progress
+
+
+@dataclass
+class QualityIssue:
+    """One sample's quality: the issues it is flagged for, and its score for each issue (0..1, 0.5 at the
+    flag)."""
+
+    id: str
+    filepath: str
+    issues: list[str]
+    scores: dict[str, float]
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.issues)
+
+    @property
+    def severity(self) -> float:
+        return max(self.scores.values(), default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Quality(Finder):
+    name = "quality"
+    label = "lookalike: find image quality issues"
+    help = "find dark, bright, blurry, low-information, grayscale, odd-size and odd-aspect images"
+    score_doc = ("0..1, the highest of the issue scores quality_<issue> (0: typical of the collection, 0.5: "
+                 "flagged, 1: far out)")
+    tag = "quality-issue"
+    view = "lookalike-quality"
+    review = True
+    lists_samples = True
+    needs_embeddings = False
+    stages = ("measuring",)
+
+    def extra_fields(self) -> tuple[str, ...]:
+        return ("quality_issues", *(f"quality_{i}" for i in ISSUES))
+
+    def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
+        import fiftyone as fo
+
+        ids, paths = values_in_order(ctx.collection, ["id", "filepath"])
+        cache = EmbeddingCache(ctx.config.index.home_path() / "embeddings.sqlite")
+        try:
+            hashes, unreadable = hash_files(paths, cache)
+            readable = [i for i, h in enumerate(hashes) if h]
+            errors = cache_image_facts([paths[i] for i in readable], [hashes[i] or "" for i in readable], cache,
+                                       ctx.config.embed.num_workers, progress)
+            rows = [i for i in readable if hashes[i] not in errors]
+            facts = cache.thumbnails([hashes[i] or "" for i in rows])
+        finally:
+            cache.close()
+        scores = score_issues(facts.stats, facts.widths, facts.heights)
+        matrix = np.stack([scores[i] for i in ISSUES], axis=1) if rows else np.zeros((0, len(ISSUES)), np.float32)
+        flagged = matrix >= 0.5
+        records = sorted((QualityIssue(id=ids[i], filepath=paths[i],
+                                       issues=[ISSUES[j] for j in np.flatnonzero(flagged[r])],
+                                       scores={issue: round(float(matrix[r, j]), 4) for j, issue in enumerate(ISSUES)})
+                          for r, i in enumerate(rows)), key=lambda q: (-len(q.issues), -q.severity))
+        fields: dict[str, tuple[Any, dict[str, Any]]] = {
+            "quality_issues": (fo.ListField, {q.id: q.issues for q in records if q.issues})}
+        for j, issue in enumerate(ISSUES):
+            fields[f"quality_{issue}"] = (fo.FloatField, {ids[i]: float(matrix[r, j]) for r, i in enumerate(rows)})
+        failed = {paths[i]: e for i, e in unreadable.items()}
+        failed.update({paths[i]: errors[hashes[i] or ""] for i in readable if hashes[i] in errors})
+        summary = {"samples": len(ids), "measured": len(rows), "unreadable": len(failed), "errors": failed,
+                   "flagged": int(flagged.any(axis=1).sum()),
+                   "by_issue": {issue: int(flagged[:, j].sum()) for j, issue in enumerate(ISSUES)}}
+        return Findings(finder=self.name, ids=[ids[i] for i in rows], scores=matrix.max(axis=1, initial=0.0),
+                        flags=np.asarray(flagged.any(axis=1)), records=records, summary=summary, fields=fields)
+
+    def table(self, findings: Findings, limit: int) -> str:
+        shown = [q for q in findings.records if q.flagged][:limit]
+        lines = [f"  {'worst':>6}  {'issues':<36} id                        file"] if shown else ["  (none)"]
+        lines += [f"  {q.severity:6.3f}  {', '.join(q.issues):<36} {q.id}  {Path(q.filepath).name}" for q in shown]
+        s = findings.summary
+        by_issue = ", ".join(f"{issue} {n}" for issue, n in s["by_issue"].items() if n) or "none"
+        lines.append(f"{s['flagged']} of {s['measured']} images flagged ({by_issue}); {s['unreadable']} unreadable "
+                     f"(tag {self.tag!r}, view {self.view!r})")
+        return "\n".join(lines)
+
+    def message(self, findings: Findings) -> str:
+        return f"{findings.summary['flagged']} images with quality issues of {findings.summary['measured']}"
