@@ -64,7 +64,7 @@ def main() -> None:
     planted = textile[rng.choice(len(textile), 50, replace=False)]
     sets = {"fashion": (fashion, planted[:10]), "fashion-50": (fashion, planted),
             "textile": (textile, fashion[rng.choice(len(fashion), 20, replace=False)])}
-    results = {}
+    results: dict[str, dict[str, dict[str, float]]] = {}
     for name, (clean, planted) in sets.items():
         vectors = np.concatenate([clean, planted]).astype(np.float32)
         truth = np.r_[np.zeros(len(clean), bool), np.ones(len(planted), bool)]

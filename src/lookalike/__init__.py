@@ -1,5 +1,5 @@
-"""lookalike: find similar images, mislabels and duplicates, and map the embedding space of labeled
-image datasets.
+"""lookalike: find similar images, mislabels, duplicates, quality issues and outliers, evaluate retrieval,
+tag images by words, and map the embedding space of labeled image datasets.
 
 FiftyOne holds the dataset, CLIP (open_clip) or another registered model embeds it, Qdrant indexes it.
 """
@@ -9,16 +9,23 @@ from .api import (
     EmbeddingMap,
     EmbedSummary,
     Match,
+    Outlier,
+    QualityIssue,
     Suspect,
+    Tagged,
     compute_map,
     duplicates,
     embed,
     embeddings,
+    evaluate,
     find,
     import_vectors,
     knn_graph,
     mislabels,
+    outliers,
+    quality,
     similar,
+    tag,
 )
 from .config import Config, load_config
 from .datasets import load
@@ -35,6 +42,7 @@ from .exceptions import (
     TextNotSupportedError,
     UnknownModelError,
 )
+from .finders import Findings
 from .index import EdgeIndex, ExactIndex, Hit, QdrantIndex, VectorIndex
 from .models import Embedder, get_embedder, list_models, register_model
 
@@ -50,6 +58,7 @@ __all__ = [
     "Embedder",
     "EmbeddingMap",
     "ExactIndex",
+    "Findings",
     "Hit",
     "IndexMismatchError",
     "IndexUnreachableError",
@@ -57,9 +66,12 @@ __all__ = [
     "Match",
     "ModelError",
     "NotEmbeddedError",
+    "Outlier",
     "QdrantIndex",
+    "QualityIssue",
     "SourceError",
     "Suspect",
+    "Tagged",
     "TextNotSupportedError",
     "UnknownModelError",
     "VectorIndex",
@@ -67,6 +79,7 @@ __all__ = [
     "duplicates",
     "embed",
     "embeddings",
+    "evaluate",
     "find",
     "get_embedder",
     "import_vectors",
@@ -75,7 +88,10 @@ __all__ = [
     "load",
     "load_config",
     "mislabels",
+    "outliers",
+    "quality",
     "register_model",
     "run",
     "similar",
+    "tag",
 ]

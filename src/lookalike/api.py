@@ -1,8 +1,8 @@
 """The verbs behind the CLI, for Python and Jupyter: :func:`embed` (or :func:`import_vectors`), then
 :func:`similar` and the finders (:func:`find`, and one function per finder: :func:`mislabels`,
-:func:`duplicates`, :func:`compute_map`, ...), each on a dataset by name or on any FiftyOne view. The record of
-each embedding run is :mod:`lookalike.runs`; what an analysis starts from, :mod:`lookalike.context`; the
-finders, :mod:`lookalike.finders`.
+:func:`duplicates`, :func:`compute_map`, :func:`quality`, :func:`outliers`, :func:`evaluate`, :func:`tag`),
+each on a dataset by name or on any FiftyOne view. The record of each embedding run is :mod:`lookalike.runs`;
+what an analysis starts from, :mod:`lookalike.context`; the finders, :mod:`lookalike.finders`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,17 @@ from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts,
 from .exceptions import ConfigError, IndexMismatchError, NotEmbeddedError
 from .finders import Findings
 from .finders.duplicates import DuplicateSet
+from .finders.evaluate import INDEX_QUERIES
 from .finders.map import EmbeddingMap
 from .finders.mislabels import Suspect
+from .finders.outliers import Outlier
+from .finders.quality import QualityIssue
+from .finders.tags import Tagged
 from .graph import KnnGraph
 from .index import EdgeIndex, Hit, QdrantIndex, open_index
 from .label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT
 from .models import Embedder, get_embedder
+from .outliers import DEFAULT_K as OUTLIER_K
 from .runs import HASH_FIELD, VECTOR_HASH, EmbeddingRun, index_payload, public_url
 
 if TYPE_CHECKING:
@@ -430,3 +435,41 @@ def compute_map(name: str | Any, *, colour_by: str = "label", plot_path: str | P
     found = find("map", name, model=model, config=config, colour_by=colour_by,
                  out=str(plot_path) if plot_path else None, seed=seed, min_cluster_size=min_cluster_size)
     return found.records[0]
+
+
+def quality(name: str | Any, *, config: Config | None = None, progress: Progress | None = None) -> list[QualityIssue]:
+    """Image quality issues (dark, bright, blurry, low information, grayscale, odd size, odd aspect ratio) of
+    every readable sample of a dataset (by name) or view, flagged ones first, most severe first. No embeddings
+    needed: measured in the decode pass (cached). Writes ``quality_<issue>`` scores (0..1, 0.5 at the flag),
+    ``quality_issues`` (the flagged issues) and ``quality_score`` (the highest), tags the flagged samples
+    ``quality-issue`` and saves them as the view ``lookalike-quality``. See :mod:`lookalike.quality`."""
+    return find("quality", name, config=config, progress=progress).records
+
+
+def outliers(name: str | Any, *, k: int = OUTLIER_K, model: str | None = None, config: Config | None = None
+             ) -> list[Outlier]:
+    """Every embedded sample of a dataset (by name) or view scored for being far from all others, most
+    outlying first: ``outlier_score`` (0..1, 0.5 at the flag) and ``outlier_flag``, tag ``outlier``, view
+    ``lookalike-outliers``. See :mod:`lookalike.outliers`."""
+    return find("outliers", name, model=model, config=config, k=k).records
+
+
+def evaluate(name: str | Any, *, k: int = 10, index_queries: int = INDEX_QUERIES, model: str | None = None,
+             config: Config | None = None) -> dict[str, Any]:
+    """Label retrieval by the embedding: precision@k, recall@k and mAP@k overall and per class (each labeled
+    sample a query, itself left out), and the vector index's recall@k against exact search on
+    ``index_queries`` samples: ``{"k", "overall", "per_class", "index_recall_at_k"}``. Writes each sample's
+    precision@k to ``retrieval_precision`` and flags ``retrieval_miss`` where none of its k nearest carry its
+    label. See :mod:`lookalike.retrieval`."""
+    return dict(find("evaluate", name, model=model, config=config, k=k, index_queries=index_queries).summary)
+
+
+def tag(name: str | Any, vocab: Sequence[str] | str, *, top: int = 3, prompt: str = "a photo of a {}",
+        model: str | None = None, config: Config | None = None) -> list[Tagged]:
+    """Zero-shot tags of every embedded image of a dataset (by name) or view, from the words of ``vocab`` (a
+    list, or a file of one word a line), by the run's CLIP text tower: the ``top`` words and their
+    probabilities into the Classifications field ``zero_shot``; ``zero_shot_confidence`` (the top one's) and
+    ``zero_shot_disagrees`` (its top word is another word of the vocabulary than its label). A run of a
+    model without a text tower raises :class:`~lookalike.exceptions.TextNotSupportedError`."""
+    words = [vocab] if isinstance(vocab, str) else list(vocab)
+    return find("tag", name, model=model, config=config, vocab=words, top=top, prompt=prompt).records

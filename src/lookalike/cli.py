@@ -106,6 +106,10 @@ def cmd_find(args: argparse.Namespace) -> int:
 
     finder = finders.get(args.finder)
     options = {o.name: getattr(args, o.name) for o in finder.options}
+    if args.json:  # FiftyOne draws its progress bars on stdout, where the JSON goes
+        import fiftyone as fo
+
+        fo.config.show_progress_bars = False
     with _bar(*finder.stages or ("working",)) as progress:
         findings = find(finder.name, args.name, model=args.model, config=_config(args), progress=progress, **options)
     if args.json:

@@ -27,12 +27,14 @@ def get(name: str) -> Finder:
 
 def _register_builtins() -> None:
     from .duplicates import Duplicates
+    from .evaluate import Evaluate
     from .map import Map
     from .mislabels import Mislabels
     from .outliers import Outliers
     from .quality import Quality
+    from .tags import Tags
 
-    for cls in (Mislabels, Duplicates, Map, Quality, Outliers):
+    for cls in (Mislabels, Duplicates, Map, Quality, Outliers, Evaluate, Tags):
         register(cls())
 
 
