@@ -32,5 +32,9 @@ def test_main_job_falls_back_and_finds_same_class_neighbours(tmp_path: Path) -> 
     # Every analysis reports: duplicates (real data: few, if any), leaks, clusters.
     assert "Duplicates:" in text and figures["duplicate_groups"] < 0.05 * 360
     assert "Map: UMAP of 360 samples" in text and sum(figures["clusters"].values()) == 360
+    # The new finders report too: clean real images are rarely flagged; real features retrieve their class.
+    assert "Image quality" in text and figures["quality"]["flagged"] <= 0.05 * 360
+    assert "Outliers" in text and figures["outliers"]["flagged"] <= 0.05 * 360
+    assert figures["evaluate"]["overall"]["precision_at_k"] > 0.5
     again = run(config=config, say=lines.append)
     assert again["summary"].computed == 0

@@ -21,10 +21,19 @@ from lookalike.graph import KnnGraph
 from lookalike.retrieval import label_retrieval
 
 
+def _verbs() -> dict[str, Any]:
+    """The CLI's subcommands, by name."""
+    import argparse
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
 def test_every_registered_finder_has_a_cli_verb_an_app_operator_and_a_documented_score() -> None:
     from lookalike import app_plugin
 
-    verbs = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    verbs = _verbs()
     registered: list[Any] = []
 
     class Plugin:
@@ -118,7 +127,7 @@ def _imported(tmp_path: Path, name: str, vectors: np.ndarray, labels: list[str])
 
     ds = fo.load_dataset(name)
     ids, paths = ds.values(["id", "filepath"])
-    order = {Path(p).parent.name: [] for p in paths}
+    order: dict[str, list[str]] = {Path(p).parent.name: [] for p in paths}
     for sid, p in sorted(zip(ids, paths, strict=True), key=lambda t: t[1]):
         order[Path(p).parent.name].append(sid)
     by_label = {lab: iter(order[lab]) for lab in order}
@@ -194,5 +203,5 @@ def test_zero_shot_tags_fill_a_classifications_field_and_refuse_runs_without_tex
 def test_embedding_again_keeps_model_runs_and_the_cli_lists_finder_flags(embedded: tuple[str, Path, Path]) -> None:
     name = embedded[0]
     embed(name, MODEL)
-    help_text = build_parser()._subparsers._group_actions[0].choices["duplicates"].format_help()  # type: ignore[union-attr]
+    help_text = _verbs()["duplicates"].format_help()
     assert "--no-keypoints" in help_text and "--threshold" in help_text

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .api import compute_map, duplicates, embed, mislabels, similar
+from .api import compute_map, duplicates, embed, find, mislabels, similar
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, load, sample_table
 from .exceptions import ModelError, UnknownModelError
@@ -151,6 +151,14 @@ def run(config_path: str | os.PathLike[str] | None = None, config: Config | None
     say(f"\nMap: UMAP of {layout.samples} samples in brain run {layout.brain_key!r}, plot {layout.plot}")
     say(f"Clusters (field 'cluster'), sizes: {format_clusters(layout.clusters)}")
     say("Most unique samples (field 'uniqueness'): " + ", ".join(sid for sid, _ in layout.most_unique[:5]))
+
+    from .finders import FINDERS
+
+    for finder, title in (("quality", "Image quality"), ("outliers", "Outliers"), ("evaluate", "Retrieval")):
+        found = find(finder, name, config=config)
+        figures[finder] = found.summary
+        say(f"\n{title} ({FINDERS[finder].help}):")
+        say(FINDERS[finder].table(found, 5))
     say(f"\nOpen it in the FiftyOne App: lookalike app {name}")
     return figures
 
