@@ -25,7 +25,7 @@ from PIL import Image
 from common import CACHE, embeddings
 from lookalike.graph import exact_knn
 from lookalike.maps import uniqueness
-from lookalike.outliers import DEFAULT_K, outlier_scores
+from lookalike.outlier_scores import DEFAULT_K, outlier_scores
 
 
 def textile_embeddings() -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from common import fashion_mnist
-from lookalike.quality import COLOUR_MIN, ISSUES, image_stats, score_issues
+from lookalike.image_quality import COLOUR_MIN, ISSUES, image_stats, score_issues
 
 PLANTED = 30
 COLOUR_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina", "hubble_deep_field")

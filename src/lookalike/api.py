@@ -36,7 +36,7 @@ from .graph import KnnGraph
 from .index import EdgeIndex, Hit, QdrantIndex, open_index
 from .label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT
 from .models import Embedder, get_embedder
-from .outliers import DEFAULT_K as OUTLIER_K
+from .outlier_scores import DEFAULT_K as OUTLIER_K
 from .runs import HASH_FIELD, VECTOR_HASH, EmbeddingRun, index_payload, public_url
 
 if TYPE_CHECKING:
@@ -442,7 +442,7 @@ def quality(name: str | Any, *, config: Config | None = None, progress: Progress
     every readable sample of a dataset (by name) or view, flagged ones first, most severe first. No embeddings
     needed: measured in the decode pass (cached). Writes ``quality_<issue>`` scores (0..1, 0.5 at the flag),
     ``quality_issues`` (the flagged issues) and ``quality_score`` (the highest), tags the flagged samples
-    ``quality-issue`` and saves them as the view ``lookalike-quality``. See :mod:`lookalike.quality`."""
+    ``quality-issue`` and saves them as the view ``lookalike-quality``. See :mod:`lookalike.image_quality`."""
     return find("quality", name, config=config, progress=progress).records
 
 
@@ -450,7 +450,7 @@ def outliers(name: str | Any, *, k: int = OUTLIER_K, model: str | None = None, c
              ) -> list[Outlier]:
     """Every embedded sample of a dataset (by name) or view scored for being far from all others, most
     outlying first: ``outlier_score`` (0..1, 0.5 at the flag) and ``outlier_flag``, tag ``outlier``, view
-    ``lookalike-outliers``. See :mod:`lookalike.outliers`."""
+    ``lookalike-outliers``. See :mod:`lookalike.outlier_scores`."""
     return find("outliers", name, model=model, config=config, k=k).records
 
 

@@ -1,6 +1,6 @@
 """What the pixel-level finders need of each image, made in the decode pass that feeds the model (or, for
 imported vectors, a decode-only pass) and cached by content hash: a pixel hash, a small grey thumbnail, the
-image's size (:mod:`lookalike.dedup` reads them) and its quality measures (:mod:`lookalike.quality`). Ingest
+image's size (:mod:`lookalike.dedup` reads them) and its quality measures (:mod:`lookalike.image_quality`). Ingest
 imports this module.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .quality import STATS, image_stats
+from .image_quality import STATS, image_stats
 
 if TYPE_CHECKING:
     from PIL import Image

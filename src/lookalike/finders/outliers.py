@@ -1,5 +1,5 @@
 """Outliers as a finder: ``outlier_score`` (0..1, higher = further from everything else, 0.5 at the flag)
-and the flag ``outlier_flag``, from the shared kNN graph; the method is :mod:`lookalike.outliers`."""
+and the flag ``outlier_flag``, from the shared kNN graph; the method is :mod:`lookalike.outlier_scores`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from ..datasets import sample_table
 from ..exceptions import ConfigError
-from ..outliers import DEFAULT_K, outlier_scores
+from ..outlier_scores import DEFAULT_K, outlier_scores
 from .base import Finder, Findings, Option
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Image quality as a finder: per issue (dark, bright, blurry, low information, grayscale, odd size, odd
 aspect ratio) a score ``quality_<issue>`` in [0, 1], the flagged ones in ``quality_issues``, and
 ``quality_score``, the highest of them. From the quality measures cached in the decode pass (files embedded
-before them, or never, are decoded once); no embeddings needed. The method is :mod:`lookalike.quality`."""
+before them, or never, are decoded once); no embeddings needed. The method is :mod:`lookalike.image_quality`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..datasets import values_in_order
 from ..embedding import EmbeddingCache, cache_image_facts, hash_files
-from ..quality import ISSUES, score_issues
+from ..image_quality import ISSUES, score_issues
 from .base import Finder, Findings
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ A sample's measure is the log of its mean cosine distance to its ``k`` nearest n
 out-of-distribution score uses the same distance). Dividing it by its neighbours' own distance (the local
 outlier factor's idea, ``local=True``) was measured too, and lost: out-of-distribution images come in groups
 (20 grey garments among textiles), whose members are each other's neighbours (``benchmarks/outliers.py``:
-AUROC 0.46 against 1.00). Scores are judged against the collection, as :mod:`lookalike.quality` judges its
+AUROC 0.46 against 1.00). Scores are judged against the collection, as :mod:`lookalike.image_quality` judges its
 measures: ``z`` is the measure's distance above the median in robust standard deviations;
 ``score = clip(z / (2 Z_FLAG), 0, 1)``, flagged at ``Z_FLAG`` (0.5).
 """
