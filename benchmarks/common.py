@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -9,6 +10,16 @@ from pathlib import Path
 import numpy as np
 
 CACHE = Path(__file__).parent / ".cache"
+RESULTS = Path(__file__).parent / "results"  # each benchmark's figures, as JSON
+
+
+def write_results(name: str, results: object) -> Path:
+    """Write a benchmark's figures to ``RESULTS/<name>.json`` and say where."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {out}")
+    return out
 
 
 def fashion_mnist(n: int) -> tuple[np.ndarray, np.ndarray]:

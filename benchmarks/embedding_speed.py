@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
+from common import RESULTS
 
 
 def _files(n: int, folder: Path) -> tuple[list[str], np.ndarray]:

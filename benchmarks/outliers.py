@@ -15,14 +15,12 @@ Writes benchmarks/results/outliers.json.
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from common import CACHE, embeddings
+from common import CACHE, embeddings, write_results
 from lookalike.graph import exact_knn
 from lookalike.maps import uniqueness
 from lookalike.outlier_scores import DEFAULT_K, outlier_scores
@@ -96,10 +94,7 @@ def main() -> None:
             results[name][method] = r
             flag = f"{r['flag_precision']:7.2f} {r['flag_recall']:7.2f}" if "flag_recall" in r else f"{'':7} {'':7}"
             print(f"  {method:<34} {r['auroc']:7.4f} {r['precision_at_planted']:10.2f} {flag} {seconds:8.2f}")
-    out = Path(__file__).parent / "results" / "outliers.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten {out}")
+    write_results("outliers", results)
 
 
 if __name__ == "__main__":

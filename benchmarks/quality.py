@@ -19,7 +19,6 @@ Writes benchmarks/results/quality.json.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from common import fashion_mnist
+from common import fashion_mnist, write_results
 from lookalike.image_quality import COLOUR_MIN, ISSUES, image_stats, score_issues
 
 PLANTED = 30
@@ -159,10 +158,7 @@ def main() -> None:
             results[name]["cleanvision"] = r
             print(f"  {'cleanvision (default)':<22} {r['clean_flagged']:13.3f}  " +
                   " ".join(f"{r[i]:12.2f}" if i in r else f"{'-':>12}" for i in ISSUES) + f"  {seconds:7.1f}")
-    out = Path(__file__).parent / "results" / "quality.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten {out}")
+    write_results("quality", results)
 
 
 if __name__ == "__main__":

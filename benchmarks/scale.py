@@ -26,10 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from common import embeddings, fashion_mnist
+from common import RESULTS, embeddings, fashion_mnist
 from lookalike.database import start_private_database
 
-RESULTS = Path(__file__).parent / "results"
 CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle-boot")
 REAL = 100_000  # rows with real embeddings; the rest are their source's vector plus noise
 ANALYSIS_FIELDS = ("mislabel_score", "suggested_label", "suspect_label", "duplicate_group", "duplicate_keep",

@@ -22,14 +22,11 @@ import resource
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common import embeddings, fashion_mnist
-
-RESULTS = Path(__file__).parent / "results"
+from common import RESULTS, embeddings, fashion_mnist
 
 
 def _graph(v: np.ndarray) -> Any:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common import RESULTS
 from lookalike.index import EdgeIndex
 from scale import CLASSES, vectors_for
 
 K = 10
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:

@@ -64,6 +64,10 @@ def test_a_finder_on_a_view_writes_only_that_views_samples(embedded: tuple[str, 
     written = {sid for sid, s in zip(*dataset.values(["id", "outlier_score"]), strict=True) if s is not None}
     assert written and written <= inside
     # the run is recorded with what it wrote, and deleting it removes that
+    with pytest.raises(ConfigError, match="k must be at least 1, got 0"):  # options checked before any work
+        lookalike.find("outliers", view, k=0)
+    with pytest.raises(ConfigError, match="keep must be one of largest, train, first"):
+        lookalike.duplicates(view, keep="biggest")
     assert "lookalike_run_outliers" in dataset.list_brain_runs()
     dataset.delete_brain_run("lookalike_run_outliers")
     assert not dataset.has_field("outlier_score")

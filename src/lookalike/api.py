@@ -12,7 +12,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from .dedup import DEFAULT_THRESHOLD
 from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_files, hash_files
 from .exceptions import ConfigError, IndexMismatchError, NotEmbeddedError
 from .finders import Findings
+from .finders.base import Record
 from .finders.duplicates import DuplicateSet
 from .finders.evaluate import INDEX_QUERIES
 from .finders.map import EmbeddingMap
@@ -69,7 +70,7 @@ class EmbedSummary:
 
 
 @dataclass
-class Match:
+class Match(Record):
     """One result of :func:`similar`."""
 
     id: str
@@ -78,9 +79,6 @@ class Match:
     split: str | None
     tags: list[str]
     score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def embed(

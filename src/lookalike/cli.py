@@ -14,6 +14,7 @@ from typing import Any
 
 from .config import Config, load_config
 from .exceptions import LookalikeError
+from .finders.base import Option
 
 
 @contextmanager
@@ -159,7 +160,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_option(sp: argparse.ArgumentParser, option: Any) -> None:
+def _add_option(sp: argparse.ArgumentParser, option: Option) -> None:
     """A finder's option as a flag; unset flags are None, so the finder's own default applies."""
     names = [option.flag] + ([f"-{option.name}"] if len(option.name) == 1 else [])
     default = f" (default {option.default})" if option.default is not None else ""

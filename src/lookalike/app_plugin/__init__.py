@@ -31,13 +31,17 @@ def _progress(ctx: Any, fraction: float, label: str) -> Any:
     return ctx.ops.set_progress(progress=fraction, label=label)
 
 
-def _report(ctx: Any, view: str, done: str, message: str | None = None) -> Iterator[Any]:
-    """A finder's end: in the App, the saved view the API just wrote (with the fields it added) and a
-    ``message``; then the last progress, ``done``."""
+def _report(ctx: Any, done: str, view: str | None = None, message: str | None = None,
+            panel: str | None = None) -> Iterator[Any]:
+    """An operator's end: in the App, the saved ``view`` the API just wrote (with the fields it added), a
+    ``panel`` and a ``message``; then the last progress, ``done``."""
     if not ctx.delegated:
         ctx.dataset.reload()  # the server's copy predates the API's writes
         yield ctx.ops.reload_dataset()
-        yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(view))
+        if view:
+            yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(view))
+        if panel:
+            yield ctx.ops.open_panel(panel, layout="horizontal")
         if message:
             yield ctx.ops.notify(message, variant="success")
     yield _progress(ctx, 1.0, done)
@@ -102,7 +106,7 @@ class FindSimilar(_Finder):
         else:
             query = {"image": p["image"]}
         matches = lookalike.similar(ctx.view, k=int(p.get("k", 25)), **query, **filters)
-        yield from _report(ctx, api.SIMILAR_VIEW, f"{len(matches)} found")
+        yield from _report(ctx, f"{len(matches)} found", view=api.SIMILAR_VIEW)
 
 
 def _inputs(inputs: Any, option: Option) -> None:
@@ -110,15 +114,11 @@ def _inputs(inputs: Any, option: Option) -> None:
     label = option.name.replace("_", " ").capitalize()
     if option.choices:
         inputs.enum(option.name, list(option.choices), default=option.default, label=label, description=option.help)
-    elif option.kind is bool:
-        inputs.bool(option.name, default=option.default, label=label, description=option.help)
-    elif option.kind is int:
-        inputs.int(option.name, default=option.default, label=label, description=option.help)
-    elif option.kind is float:
-        inputs.float(option.name, default=option.default, label=label, description=option.help)
-    else:
-        inputs.str(option.name, default=option.default, label=label,
-                   description=option.help + (" (comma-separated)" if option.many else ""))
+        return
+    add = {bool: inputs.bool, int: inputs.int, float: inputs.float}.get(option.kind, inputs.str)
+    bound = {} if option.minimum is None else {"min": option.minimum}
+    add(option.name, default=option.default, label=label,
+        description=option.help + (" (comma-separated)" if option.many else ""), **bound)
 
 
 def _value(option: Option, raw: Any) -> Any:
@@ -145,16 +145,8 @@ class _FinderOperator(_Finder):
         options = {o.name: _value(o, ctx.params.get(o.name)) for o in finder.options}
         findings = lookalike.find(finder.name, ctx.view, **options)
         message = finder.message(findings)
-        shown = finder.view or next(iter(finder.extra_views()), None)
-        if not ctx.delegated:
-            ctx.dataset.reload()  # the server's copy predates the API's writes
-            yield ctx.ops.reload_dataset()
-            if shown:
-                yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(shown))
-            if finder.app_panel:
-                yield ctx.ops.open_panel(finder.app_panel, layout="horizontal")
-            yield ctx.ops.notify(f"lookalike {finder.name}: {message}", variant="success")
-        yield _progress(ctx, 1.0, message)
+        yield from _report(ctx, message, view=finder.view or next(iter(finder.extra_views()), None),
+                           message=f"lookalike {finder.name}: {message}", panel=finder.app_panel)
 
 
 def _operator_for(finder: Finder) -> type[_FinderOperator]:

@@ -12,7 +12,7 @@ fields, tags and views (in the spirit of cleanlab's issue managers and fiftyone-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -20,7 +20,6 @@ import numpy as np
 from ..datasets import write_fields
 
 if TYPE_CHECKING:
-
     from ..context import Context
     from ..embedding import Progress
 
@@ -37,6 +36,20 @@ class Option:
     help: str
     choices: tuple[str, ...] = ()
     many: bool = False  # a list of values (CLI: several words)
+    minimum: int | None = None  # the least value that works
+
+    def checked(self, value: Any) -> Any:
+        """The value, or a ConfigError naming the option where it is not one of the choices or below the
+        minimum (None: the default applies)."""
+        from ..exceptions import ConfigError
+
+        if value is None:
+            return value
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{self.name} must be at least {self.minimum}, got {value}")
+        return value
 
     @property
     def flag(self) -> str:
@@ -63,10 +76,12 @@ class Findings:
     def flagged(self) -> int:
         return 0 if self.flags is None else int(np.count_nonzero(self.flags))
 
+
+class Record:
+    """A finder's record (a dataclass) as JSON-ready values: ``to_dict``."""
+
     def to_dict(self) -> dict[str, Any]:
-        """Its records and summary as JSON-ready values."""
-        return {"finder": self.finder, "summary": self.summary,
-                "records": [r.to_dict() if hasattr(r, "to_dict") else r for r in self.records]}
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
 
 
 class Finder:
@@ -84,7 +99,6 @@ class Finder:
     options: ClassVar[tuple[Option, ...]] = ()
     stages: ClassVar[tuple[str, ...]] = ()  # names of the progress bars it drives, in turn
     needs_embeddings: ClassVar[bool] = True
-    review: ClassVar[bool] = False  # the App's review panel lists its flagged samples
     app_panel: ClassVar[str | None] = None  # an App panel to open after it runs
     lists_samples: ClassVar[bool] = False  # its records are samples, flagged or not (the CLI's --all)
 
@@ -112,10 +126,12 @@ class Finder:
         raise NotImplementedError
 
     def check(self, options: dict[str, Any]) -> None:
-        """Raise ConfigError on options that cannot work (called before any work)."""
+        """Raise ConfigError on options that cannot work beyond what each :class:`Option` checks of itself
+        (called before any work)."""
 
     def extra_fields(self) -> tuple[str, ...]:
-        """The other fields it writes (beyond score and flag), for its run's record and cleanup."""
+        """Fields it writes outside ``Findings.fields`` (in :meth:`after_write`), for its run's record and
+        cleanup."""
         return ()
 
     def extra_views(self) -> tuple[str, ...]:
@@ -152,6 +168,8 @@ def run(finder: Finder, ctx: Context, progress: Progress | None = None, **option
 
         raise ConfigError(f"{finder.name} has no option {sorted(unknown)[0]!r}; it has: "
                           f"{', '.join(finder.defaults()) or 'none'}")
+    for option in finder.options:
+        option.checked(settings[option.name])
     finder.check(settings)
     findings = finder.compute(ctx, progress=progress, **settings)
     write_back(finder, ctx, findings, settings)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from ..embedding import EmbeddingCache, cache_image_facts
 from ..exceptions import ConfigError
 from ..graph import KnnGraph
 from ..runs import HASH_FIELD
-from .base import Finder, Findings, Option
+from .base import Finder, Findings, Option, Record
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -32,7 +32,7 @@ KEEP_POLICIES = ("largest", "train", "first")
 
 
 @dataclass
-class Duplicate:
+class Duplicate(Record):
     """One member of a duplicate group."""
 
     id: str
@@ -41,12 +41,9 @@ class Duplicate:
     split: str | None
     keep: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class DuplicateSet:
+class DuplicateSet(Record):
     """Samples that are copies of each other, which one to keep, and whether they span splits."""
 
     group: int
@@ -54,9 +51,6 @@ class DuplicateSet:
     leak: bool
     splits: list[str]
     members: list[Duplicate]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Duplicates(Finder):
@@ -67,7 +61,6 @@ class Duplicates(Finder):
     score_field = "duplicate_score"
     flag_field = "is_duplicate"
     tag = "duplicate"
-    review = True
     stages = ("thumbnails", "keypoints")
     options = (
         Option("threshold", float, DEFAULT_THRESHOLD, "pixel similarity that makes a duplicate"),
@@ -76,13 +69,8 @@ class Duplicates(Finder):
     )
 
     def check(self, options: dict[str, Any]) -> None:
-        if options["keep"] not in KEEP_POLICIES:
-            raise ConfigError(f"unknown keep policy {options['keep']!r}; use largest, train or first")
         if not 0 < options["threshold"] <= 1:
             raise ConfigError(f"threshold must be in (0, 1], got {options['threshold']}")
-
-    def extra_fields(self) -> tuple[str, ...]:
-        return ("duplicate_group", "duplicate_keep")
 
     def extra_tags(self) -> tuple[str, ...]:
         return (LEAK_TAG,)

@@ -29,12 +29,9 @@ class Evaluate(Finder):
     score_field = "retrieval_precision"
     flag_field = "retrieval_miss"
     score_doc = "0..1, higher = more of its k nearest neighbours carry its label (its precision@k as a query)"
-    options = (Option("k", int, 10, "neighbours retrieved per query"),
-               Option("index_queries", int, INDEX_QUERIES, "samples the index's recall is measured on (0: none)"))
-
-    def check(self, options: dict[str, Any]) -> None:
-        if options["k"] < 1:
-            raise ConfigError(f"k must be at least 1, got {options['k']}")
+    options = (Option("k", int, 10, "neighbours retrieved per query", minimum=1),
+               Option("index_queries", int, INDEX_QUERIES, "samples the index's recall is measured on (0: none)",
+                      minimum=0))
 
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         ids, k = ctx.ids, options["k"]
@@ -47,7 +44,7 @@ class Evaluate(Finder):
                                    "index_recall_at_k": self._index_recall(ctx, k, options["index_queries"])}
         scored = np.flatnonzero(np.isfinite(result.precision))
         return Findings(finder=self.name, ids=[ids[i] for i in scored], scores=result.precision[scored],
-                        flags=result.recall[scored] == 0, records=[summary], summary=summary)
+                        flags=result.recall[scored] == 0, summary=summary)
 
     @staticmethod
     def _index_recall(ctx: Context, k: int, queries: int) -> float | None:

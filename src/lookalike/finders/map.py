@@ -4,7 +4,7 @@ App's Embeddings panel) and a PNG plot; the method is :mod:`lookalike.maps`."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ import numpy as np
 from .. import maps
 from ..datasets import sample_table, values_in_order
 from ..exceptions import ConfigError
-from .base import Finder, Findings, Option
+from .base import Finder, Findings, Option, Record
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -24,7 +24,7 @@ MAP_REFIT_ABOVE = 0.1  # share of rows placed since a map was last fitted beyond
 
 
 @dataclass
-class EmbeddingMap:
+class EmbeddingMap(Record):
     """What the map finder made: the layout's brain key, the plot, cluster sizes and the most unique
     samples."""
 
@@ -34,9 +34,6 @@ class EmbeddingMap:
     plot: str
     clusters: dict[int, int]  # cluster number -> size; -1: in no cluster
     most_unique: list[tuple[str, float]]  # (sample id, uniqueness), most unique first
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _earlier_map(path: Path | None, keys: list[str], seed: int, min_size: int | None
@@ -81,13 +78,6 @@ class Map(Finder):
     @property
     def operator(self) -> str:
         return "compute_map"
-
-    def check(self, options: dict[str, Any]) -> None:
-        if options["colour_by"] not in maps.COLOUR_FIELDS:
-            raise ConfigError(f"cannot colour by {options['colour_by']!r}; use one of {', '.join(maps.COLOUR_FIELDS)}")
-
-    def extra_fields(self) -> tuple[str, ...]:
-        return ("cluster",)
 
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         import fiftyone as fo

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from ..datasets import values_in_order
 from ..exceptions import ConfigError
 from ..label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT, find_mislabels
-from .base import Finder, Findings, Option
+from .base import Finder, Findings, Option, Record
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Suspect:
+class Suspect(Record):
     """One sample scored by the mislabels finder."""
 
     id: str
@@ -30,9 +30,6 @@ class Suspect:
     suggested_label: str
     score: float
     flagged: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def class_labels(ctx: Context, ids: list[str]) -> tuple[list[str], np.ndarray]:
@@ -88,21 +85,13 @@ class Mislabels(Finder):
     flag_field = "suspect_label"
     tag = "suspect-label"
     view = "lookalike-suspect-labels"
-    review = True
     lists_samples = True
     options = (
-        Option("k", int, DEFAULT_K, "neighbours per sample"),
+        Option("k", int, DEFAULT_K, "neighbours per sample", minimum=1),
         Option("max_support", float, DEFAULT_MAX_SUPPORT,
                "flag below this share of the support a class typically gets"),
         Option("prediction_field", str, None, "a Classification field of model predictions to use as well"),
     )
-
-    def check(self, options: dict[str, Any]) -> None:
-        if options["k"] < 1:
-            raise ConfigError(f"k must be at least 1, got {options['k']}")
-
-    def extra_fields(self) -> tuple[str, ...]:
-        return ("suggested_label",)
 
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         import fiftyone as fo

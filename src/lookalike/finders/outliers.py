@@ -3,7 +3,7 @@ and the flag ``outlier_flag``, from the shared kNN graph; the method is :mod:`lo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,7 @@ import numpy as np
 from ..datasets import sample_table
 from ..exceptions import ConfigError
 from ..outlier_scores import DEFAULT_K, outlier_scores
-from .base import Finder, Findings, Option
+from .base import Finder, Findings, Option, Record
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Outlier:
+class Outlier(Record):
     """One sample's outlier score."""
 
     id: str
@@ -28,9 +28,6 @@ class Outlier:
     label: Any
     score: float
     flagged: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Outliers(Finder):
@@ -42,13 +39,8 @@ class Outliers(Finder):
     score_doc = "0..1, higher = further from its nearest neighbours than they are from theirs (0.5: flagged)"
     tag = "outlier"
     view = "lookalike-outliers"
-    review = True
     lists_samples = True
-    options = (Option("k", int, DEFAULT_K, "neighbours whose distance makes the score"),)
-
-    def check(self, options: dict[str, Any]) -> None:
-        if options["k"] < 1:
-            raise ConfigError(f"k must be at least 1, got {options['k']}")
+    options = (Option("k", int, DEFAULT_K, "neighbours whose distance makes the score", minimum=1),)
 
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         ids = ctx.ids

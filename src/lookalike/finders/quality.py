@@ -5,16 +5,15 @@ before them, or never, are decoded once); no embeddings needed. The method is :m
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..datasets import values_in_order
 from ..embedding import EmbeddingCache, cache_image_facts, hash_files
 from ..image_quality import ISSUES, score_issues
-from .base import Finder, Findings
+from .base import Finder, Findings, Record
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class QualityIssue:
+class QualityIssue(Record):
     """One sample's quality: the issues it is flagged for, and its score for each issue (0..1, 0.5 at the
     flag)."""
 
@@ -39,9 +38,6 @@ class QualityIssue:
     def severity(self) -> float:
         return max(self.scores.values(), default=0.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 class Quality(Finder):
     name = "quality"
@@ -51,18 +47,14 @@ class Quality(Finder):
                  "flagged, 1: far out)")
     tag = "quality-issue"
     view = "lookalike-quality"
-    review = True
     lists_samples = True
     needs_embeddings = False
     stages = ("measuring",)
 
-    def extra_fields(self) -> tuple[str, ...]:
-        return ("quality_issues", *(f"quality_{i}" for i in ISSUES))
-
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         import fiftyone as fo
 
-        ids, paths = values_in_order(ctx.collection, ["id", "filepath"])
+        ids, paths = ctx.collection.values(["id", "filepath"])
         cache = EmbeddingCache(ctx.config.index.home_path() / "embeddings.sqlite")
         try:
             hashes, unreadable = hash_files(paths, cache)

@@ -6,7 +6,7 @@ tags are CLIP's zero-shot classification, with the test model's random weights t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..datasets import sample_table
 from ..exceptions import ConfigError, TextNotSupportedError
-from .base import Finder, Findings, Option
+from .base import Finder, Findings, Option, Record
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -25,7 +25,7 @@ LOGIT_SCALE = 100.0  # CLIP's trained temperature (exp of its logit_scale, clamp
 
 
 @dataclass
-class Tagged:
+class Tagged(Record):
     """One image's tags, most likely first, with probabilities over the vocabulary."""
 
     id: str
@@ -33,9 +33,6 @@ class Tagged:
     label: Any
     tags: list[tuple[str, float]]
     flagged: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def vocabulary(words: list[str]) -> list[str]:
@@ -60,15 +57,13 @@ class Tags(Finder):
     lists_samples = True
     options = (
         Option("vocab", str, None, "the words, or a text file of them (one per line)", many=True),
-        Option("top", int, 3, "tags kept per image"),
+        Option("top", int, 3, "tags kept per image", minimum=1),
         Option("prompt", str, "a photo of a {}", "the text each word is put in ({} is the word)"),
     )
 
     def check(self, options: dict[str, Any]) -> None:
         if not options["vocab"]:
             raise ConfigError("give a vocabulary: --vocab WORD WORD ... or --vocab FILE")
-        if options["top"] < 1:
-            raise ConfigError(f"top must be at least 1, got {options['top']}")
         if "{}" not in options["prompt"]:
             raise ConfigError(f"the prompt must hold {{}} where the word goes, got {options['prompt']!r}")
 
