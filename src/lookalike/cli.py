@@ -162,17 +162,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _add_option(sp: argparse.ArgumentParser, option: Option) -> None:
     """A finder's option as a flag; unset flags are None, so the finder's own default applies."""
-    names = [option.flag] + ([f"-{option.name}"] if len(option.name) == 1 else [])
+    names = [option.flag, *option.aliases] + ([f"-{option.name}"] if len(option.name) == 1 else [])
     default = f" (default {option.default})" if option.default is not None else ""
+    text = (option.help + default).replace("%", "%%")  # argparse formats help with %
     if option.kind is bool:
         if option.default:
             sp.add_argument(f"--no-{option.flag[2:]}", dest=option.name, action="store_false", default=None,
-                            help=f"do not {option.help[0].lower()}{option.help[1:]}")
+                            help=f"do not {text[0].lower()}{text[1:]}")
         else:
-            sp.add_argument(*names, dest=option.name, action="store_true", default=None, help=option.help)
+            sp.add_argument(*names, dest=option.name, action="store_true", default=None, help=text)
         return
     sp.add_argument(*names, dest=option.name, type=option.kind, choices=option.choices or None,
-                    nargs="+" if option.many else None, default=None, help=option.help + default)
+                    nargs="+" if option.many else None, default=None, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:

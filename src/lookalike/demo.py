@@ -16,6 +16,7 @@ from .api import compute_map, duplicates, embed, find, mislabels, similar
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset, load, sample_table
 from .exceptions import ModelError, UnknownModelError
+from .finders import FINDERS
 from .models import Embedder, get_embedder
 from .runs import EmbeddingRun
 from .tables import format_clusters, format_duplicates, format_matches, format_suspects
@@ -151,8 +152,6 @@ def run(config_path: str | os.PathLike[str] | None = None, config: Config | None
     say(f"\nMap: UMAP of {layout.samples} samples in brain run {layout.brain_key!r}, plot {layout.plot}")
     say(f"Clusters (field 'cluster'), sizes: {format_clusters(layout.clusters)}")
     say("Most unique samples (field 'uniqueness'): " + ", ".join(sid for sid, _ in layout.most_unique[:5]))
-
-    from .finders import FINDERS
 
     for finder, title in (("quality", "Image quality"), ("outliers", "Outliers"), ("evaluate", "Retrieval")):
         found = find(finder, name, config=config)

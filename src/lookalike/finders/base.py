@@ -37,6 +37,7 @@ class Option:
     choices: tuple[str, ...] = ()
     many: bool = False  # a list of values (CLI: several words)
     minimum: int | None = None  # the least value that works
+    aliases: tuple[str, ...] = ()  # other CLI flags for it
 
     def checked(self, value: Any) -> Any:
         """The value, or a ConfigError naming the option where it is not one of the choices or below the

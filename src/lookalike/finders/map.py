@@ -69,7 +69,7 @@ class Map(Finder):
     score_field = "uniqueness"
     app_panel = "Embeddings"
     options = (
-        Option("colour_by", str, "label", "what colours the PNG", choices=maps.COLOUR_FIELDS),
+        Option("colour_by", str, "label", "what colours the PNG", choices=maps.COLOUR_FIELDS, aliases=("--color-by",)),
         Option("out", str, None, "PNG file (default $LOOKALIKE_HOME/maps/NAME.png)"),
         Option("seed", int, 0, "UMAP seed; the same seed gives the same map"),
         Option("min_cluster_size", int, None, "smallest cluster (default 1% of the samples)"),
