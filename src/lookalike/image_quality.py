@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .arrays import flag_score, robust_z
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -96,10 +98,8 @@ def score_issues(stats: np.ndarray, widths: np.ndarray, heights: np.ndarray,
         if not len(m) or (issue == "grayscale" and not colourful):
             out[issue] = np.zeros(len(m), dtype=np.float32)
             continue
-        median = 0.0 if issue in ("odd_size", "odd_aspect_ratio") else float(np.median(m))
-        spread = max(1.4826 * float(np.median(np.abs(m - np.median(m)))), FLOORS[issue])
-        z = (m - median) / spread
+        z = robust_z(m, FLOORS[issue], centre=0.0 if issue in ("odd_size", "odd_aspect_ratio") else None)
         if issue == "grayscale":  # no colour at all is grey, however varied the collection's colour
             z = np.where(stats[:, STATS.index("chroma")] <= GREY_MAX, np.maximum(z, z_flag[issue]), z)
-        out[issue] = np.clip(z / (2 * z_flag[issue]), 0, 1).astype(np.float32)
+        out[issue] = flag_score(z, z_flag[issue])
     return out

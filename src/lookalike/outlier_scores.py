@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import flag_score, robust_z
 from .graph import KnnGraph
 
 DEFAULT_K = 10
@@ -40,6 +41,4 @@ def outlier_scores(graph: KnnGraph, k: int = DEFAULT_K, z_flag: float = Z_FLAG, 
     m = outlier_measure(graph, k, local)
     if not len(m):
         return m.astype(np.float32)
-    median = float(np.median(m))
-    spread = max(1.4826 * float(np.median(np.abs(m - median))), FLOOR)
-    return np.clip((m - median) / spread / (2 * z_flag), 0, 1).astype(np.float32)
+    return flag_score(robust_z(m, FLOOR), z_flag)
