@@ -168,7 +168,7 @@ def _add_option(sp: argparse.ArgumentParser, option: Option) -> None:
     if option.kind is bool:
         if option.default:
             sp.add_argument(f"--no-{option.flag[2:]}", dest=option.name, action="store_false", default=None,
-                            help=f"do not {text[0].lower()}{text[1:]}")
+                            help=option.off_help.replace("%", "%%") or f"do not {text[0].lower()}{text[1:]}")
         else:
             sp.add_argument(*names, dest=option.name, action="store_true", default=None, help=text)
         return

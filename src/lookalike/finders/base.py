@@ -38,6 +38,7 @@ class Option:
     many: bool = False  # a list of values (CLI: several words)
     minimum: int | None = None  # the least value that works
     aliases: tuple[str, ...] = ()  # other CLI flags for it
+    off_help: str = ""  # the help of --no-NAME, for a bool that is on by default
 
     def checked(self, value: Any) -> Any:
         """The value, or a ConfigError naming the option where it is not one of the choices or below the

@@ -65,7 +65,9 @@ class Duplicates(Finder):
     options = (
         Option("threshold", float, DEFAULT_THRESHOLD, "pixel similarity that makes a duplicate"),
         Option("keep", str, "largest", "which copy each group keeps", choices=KEEP_POLICIES),
-        Option("keypoints", bool, True, "match keypoints in the files: finds heavy crops and rotations (slower)"),
+        Option("keypoints", bool, True, "match keypoints in the files: finds heavy crops and rotations (slower)",
+               off_help="skip keypoint matching: faster (no image is opened again), but misses heavy crops and "
+                        "rotations"),
     )
 
     def check(self, options: dict[str, Any]) -> None:
