@@ -73,7 +73,7 @@ def _with_noise(base: np.ndarray, target: float, rng: np.random.Generator) -> np
 
 
 def test_threshold_separates_a_copy_just_above_from_an_image_just_below() -> None:
-    from lookalike.dedup import CENTRE
+    from lookalike.dedup.alignment import CENTRE
     from lookalike.thumbnails import THUMB, ImageFacts
 
     rng = np.random.default_rng(3)
@@ -91,7 +91,7 @@ def test_threshold_separates_a_copy_just_above_from_an_image_just_below() -> Non
 
 
 def test_a_copy_stands_out_of_a_crowd_of_look_alikes() -> None:
-    from lookalike.dedup import CENTRE
+    from lookalike.dedup.alignment import CENTRE
     from lookalike.thumbnails import THUMB, ImageFacts
 
     rng = np.random.default_rng(5)

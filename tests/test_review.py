@@ -63,6 +63,50 @@ def test_keep_plan_tags_and_deletes_nothing(reviewed: fo.Dataset) -> None:
         review.apply_keep_plan(ds, 7)
 
 
+def test_a_flagged_sample_is_kept_or_removed_and_undone(reviewed: fo.Dataset) -> None:
+    ds = reviewed
+    ids = ds.values("id")
+    review.decide(ds, ids[0], keep=False)
+    assert ds[ids[0]].tags == [review.REMOVE_TAG] and ids[0] not in ds.load_saved_view(review.KEPT_VIEW).values("id")
+    review.decide(ds, ids[0], keep=True)  # a second thought replaces the first
+    assert ds[ids[0]].tags == [review.KEEP_TAG] and ds.load_saved_view(review.KEPT_VIEW).values("id") == ids
+    review.undo(ds, ids[0])
+    assert ds[ids[0]].tags == [] and len(ds) == 4
+
+
+def test_the_review_panel_lists_what_each_registered_finder_flagged(reviewed: fo.Dataset) -> None:
+    """A list per finder with a decision, from the registry: open findings only, most severe first."""
+    from lookalike.app_plugin import _section
+    from lookalike.finders import FINDERS
+
+    ds = reviewed
+    ids = ds.values("id")
+    for sample, (worst, issues, outlier, suspect) in zip(ds, [
+            (0.9, ["dark"], 0.1, True), (0.2, None, 0.8, True), (0.7, ["blurry", "grayscale"], 0.2, False),
+            (0.1, None, 0.3, False)], strict=True):
+        sample["quality_score"], sample["quality_flag"], sample["quality_issues"] = worst, worst >= 0.5, issues
+        sample["outlier_score"], sample["outlier_flag"] = outlier, outlier >= 0.5
+        sample["suspect_label"], sample["mislabel_score"] = suspect, 1 - worst
+        sample.save()
+    reviewable = {f.name: f for f in FINDERS.values() if f.review}
+    assert set(reviewable) == {"mislabels", "duplicates", "quality", "outliers"}
+    sections = {name: _section(ds, f) for name, f in reviewable.items()}
+    quality = sections["quality"]
+    assert quality and [i["id"] for i in quality["items"]] == [ids[0], ids[2]] and quality["open"] == 2
+    assert "blurry, grayscale" in quality["items"][1]["text"] and quality["title"] == "Image quality issues"
+    assert [i["id"] for i in sections["outliers"]["items"]] == [ids[1]]  # type: ignore[index]
+    assert [i["id"] for i in sections["mislabels"]["items"]] == [ids[1], ids[0]]  # type: ignore[index]
+    assert "**dog** → **cat**" in sections["mislabels"]["items"][0]["text"]  # type: ignore[index]
+    assert sections["duplicates"]["items"] == [{"group": 0, "text": "group 0: 2 images"}]  # type: ignore[index]
+
+    review.decide(ds, ids[0], keep=True)  # decided: no longer open
+    review.dismiss_label(ds, ids[1])
+    assert [i["id"] for i in _section(ds, reviewable["quality"])["items"]] == [ids[2]]  # type: ignore[index]
+    assert [i["id"] for i in _section(ds, reviewable["mislabels"])["items"]] == [ids[0]]  # type: ignore[index]
+    ds.delete_sample_field("outlier_flag")
+    assert _section(ds, reviewable["outliers"]) is None  # not run on this dataset: no list
+
+
 def test_the_plugin_is_linked_and_found_by_fiftyone() -> None:
     import fiftyone.plugins as fop
 
@@ -72,8 +116,10 @@ def test_the_plugin_is_linked_and_found_by_fiftyone() -> None:
     assert link.resolve() == PLUGIN_DIR.resolve() and install_plugin() == link  # idempotent
     plugin = fop.get_plugin("@lookalike/lookalike")
     assert Path(plugin.directory).resolve() == PLUGIN_DIR.resolve()
-    assert set(plugin.operators) == {"find_similar", "find_mislabels", "find_duplicates", "compute_map",
-                                     "lookalike_review"}  # FiftyOne lists panels among the operators
+    from lookalike.finders import FINDERS
+
+    # every registered finder's operator is declared (FiftyOne lists panels among the operators)
+    assert set(plugin.operators) == {"find_similar", *(f.operator for f in FINDERS.values()), "lookalike_review"}
     assert plugin.to_dict()["panels"] == ["lookalike_review"] and plugin.has_py
 
 

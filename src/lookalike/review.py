@@ -6,6 +6,8 @@
 - A duplicate group's keep plan is **applied**: the members to drop get the tag ``remove``, the kept one
   ``keep``. Nothing is deleted: :func:`kept_view` (saved as ``lookalike-kept``) is the dataset without
   the ``remove`` samples, ready for ``view.export(...)``, and :func:`undo` clears the tags.
+- A flagged sample of any other finder (an image-quality issue, an outlier) is **kept** or **removed**
+  (:func:`decide`): the same ``keep`` / ``remove`` tags, so the kept view leaves it out too.
 """
 
 from __future__ import annotations
@@ -80,12 +82,21 @@ def apply_keep_plan(dataset: fo.Dataset, group: int) -> tuple[list[str], list[st
     ids, keep = members.values("id"), members.values("duplicate_keep")
     kept = [i for i, k in zip(ids, keep, strict=True) if k]
     removed = [i for i, k in zip(ids, keep, strict=True) if not k]
-    dataset.select(kept).untag_samples(REMOVE_TAG)
-    dataset.select(kept).tag_samples(KEEP_TAG)
-    dataset.select(removed).untag_samples(KEEP_TAG)
-    dataset.select(removed).tag_samples(REMOVE_TAG)
-    dataset.save_view(KEPT_VIEW, kept_view(dataset), overwrite=True)
+    _tag(dataset, kept, removed)
     return kept, removed
+
+
+def decide(dataset: fo.Dataset, sample_id: str, keep: bool) -> None:
+    """Keep a flagged sample (tag ``keep``) or mark it for removal (tag ``remove``; nothing is deleted)."""
+    _tag(dataset, [sample_id] if keep else [], [] if keep else [sample_id])
+
+
+def _tag(dataset: fo.Dataset, kept: list[str], removed: list[str]) -> None:
+    for ids, tag, other in ((kept, KEEP_TAG, REMOVE_TAG), (removed, REMOVE_TAG, KEEP_TAG)):
+        if ids:
+            dataset.select(ids).untag_samples(other)
+            dataset.select(ids).tag_samples(tag)
+    dataset.save_view(KEPT_VIEW, kept_view(dataset), overwrite=True)
 
 
 def kept_view(dataset: fo.Dataset) -> fo.DatasetView:

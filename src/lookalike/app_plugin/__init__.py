@@ -156,8 +156,9 @@ def _operator_for(finder: Finder) -> type[_FinderOperator]:
 
 
 class ReviewPanel(foo.Panel):
-    """Suspected mislabels (accept = relabel, dismiss = keep the label) and duplicate groups (apply the keep
-    plan as tags); every decision is recorded on the sample and can be undone."""
+    """A list per registered finder that has a decision (``Finder.review``): suspected mislabels (accept =
+    relabel, dismiss = keep the label), duplicate groups (apply the keep plan as tags), flagged samples of the
+    other finders (keep or remove, as tags); every decision is recorded on the sample and can be undone."""
 
     @property
     def config(self) -> foo.PanelConfig:
@@ -167,26 +168,18 @@ class ReviewPanel(foo.Panel):
         self._refresh(ctx)
 
     def _refresh(self, ctx: Any) -> None:
-        from fiftyone import ViewField as F
-
         ds = ctx.dataset
-        suspects, decided, groups = [], [], []
-        if ds.has_field("suspect_label"):
-            field = review._label_field(ds, None)
-            open_ = ds.match(F("suspect_label") == True).sort_by("mislabel_score", reverse=True)  # noqa: E712
-            if ds.has_field(review.REVIEW_FIELD):
-                decided = [{"id": i, "filepath": f.rsplit("/", 1)[-1], "review": r}
-                           for i, f, r in zip(*ds.exists(review.REVIEW_FIELD).values(
-                               ["id", "filepath", review.REVIEW_FIELD]), strict=True)]
-                open_ = open_.exists(review.REVIEW_FIELD, False)
-            ids, paths, labels, suggested, scores = open_.limit(SHOWN).values(
-                ["id", "filepath", f"{field}.label", "suggested_label", "mislabel_score"])
-            suspects = [{"id": i, "filepath": f.rsplit("/", 1)[-1], "label": lab, "suggested": s, "score": sc}
-                        for i, f, lab, s, sc in zip(ids, paths, labels, suggested, scores, strict=True)]
-        if ds.has_field("duplicate_group"):
-            counts = ds.exists("duplicate_group").count_values("duplicate_group")
-            groups = [{"group": g, "size": n} for g, n in sorted(counts.items())[:SHOWN]]
-        ctx.panel.state.suspects, ctx.panel.state.decided, ctx.panel.state.groups = suspects, decided, groups
+        ctx.panel.state.sections = [section for finder in FINDERS.values() if finder.review
+                                    for section in [_section(ds, finder)] if section is not None]
+        decided = []
+        if ds.has_field(review.REVIEW_FIELD):
+            decided = [{"id": i, "filepath": f.rsplit("/", 1)[-1], "review": r}
+                       for i, f, r in zip(*ds.exists(review.REVIEW_FIELD).values(
+                           ["id", "filepath", review.REVIEW_FIELD]), strict=True)]
+        decided += [{"id": i, "filepath": f.rsplit("/", 1)[-1], "review": ", ".join(t for t in tags if t in DECISIONS)}
+                    for i, f, tags in zip(*ds.match_tags(list(DECISIONS)).limit(SHOWN).values(
+                        ["id", "filepath", "tags"]), strict=True)]
+        ctx.panel.state.decided = decided
 
     def accept(self, ctx: Any) -> None:
         new = review.accept_label(ctx.dataset, ctx.params["id"])
@@ -195,6 +188,15 @@ class ReviewPanel(foo.Panel):
 
     def dismiss(self, ctx: Any) -> None:
         review.dismiss_label(ctx.dataset, ctx.params["id"])
+        self._after(ctx)
+
+    def keep(self, ctx: Any) -> None:
+        review.decide(ctx.dataset, ctx.params["id"], keep=True)
+        self._after(ctx)
+
+    def remove(self, ctx: Any) -> None:
+        review.decide(ctx.dataset, ctx.params["id"], keep=False)
+        ctx.ops.notify(f"tagged {review.REMOVE_TAG!r} (nothing deleted)", variant="success")
         self._after(ctx)
 
     def undo(self, ctx: Any) -> None:
@@ -220,14 +222,24 @@ class ReviewPanel(foo.Panel):
 
     def render(self, ctx: Any) -> types.Property:
         panel = types.Object()
-        suspects = ctx.panel.state.suspects or []
-        panel.md(f"**Suspected mislabels: {len(suspects)} open**", name="suspects_title")
-        for n, s in enumerate(suspects):
-            row = panel.h_stack(f"suspect_{n}", align_y="center")
-            row.md(f"`{s['filepath']}` **{s['label']}** → **{s['suggested']}** ({s['score']:.2f})", name="text")
-            row.btn("accept", label="Accept", on_click=self.accept, params={"id": s["id"]}, variant="contained")
-            row.btn("dismiss", label="Dismiss", on_click=self.dismiss, params={"id": s["id"]})
-            row.btn("show", label="Show", on_click=self.show, params={"id": s["id"]})
+        for section in ctx.panel.state.sections or []:
+            name, items = section["name"], section["items"]
+            panel.md(f"**{section['title']}: {section['open']} open**", name=f"{name}_title")
+            for n, item in enumerate(items):
+                row = panel.h_stack(f"{name}_{n}", align_y="center")
+                row.md(item["text"], name="text")
+                if section["kind"] == "group":
+                    target = {"group": item["group"]}
+                    row.btn("apply", label="Apply keep plan", on_click=self.apply_plan, params=target)
+                elif section["kind"] == "label":
+                    target = {"id": item["id"]}
+                    row.btn("accept", label="Accept", on_click=self.accept, params=target, variant="contained")
+                    row.btn("dismiss", label="Dismiss", on_click=self.dismiss, params=target)
+                else:
+                    target = {"id": item["id"]}
+                    row.btn("keep", label="Keep", on_click=self.keep, params=target)
+                    row.btn("remove", label="Remove", on_click=self.remove, params=target)
+                row.btn("show", label="Show", on_click=self.show, params=target)
         decided = ctx.panel.state.decided or []
         if decided:
             panel.md(f"**Reviewed: {len(decided)}**", name="decided_title")
@@ -235,14 +247,44 @@ class ReviewPanel(foo.Panel):
                 row = panel.h_stack(f"decided_{n}", align_y="center")
                 row.md(f"`{d['filepath']}` {d['review']}", name="text")
                 row.btn("undo", label="Undo", on_click=self.undo, params={"id": d["id"]})
-        groups = ctx.panel.state.groups or []
-        panel.md(f"**Duplicate groups: {len(groups)}**", name="groups_title")
-        for n, g in enumerate(groups):
-            row = panel.h_stack(f"group_{n}", align_y="center")
-            row.md(f"group {g['group']}: {g['size']} images", name="text")
-            row.btn("apply", label="Apply keep plan", on_click=self.apply_plan, params={"group": g["group"]})
-            row.btn("show", label="Show", on_click=self.show, params={"group": g["group"]})
         return types.Property(panel, view=types.GridView(orientation="vertical", padding=2))
+
+
+DECISIONS = (review.KEEP_TAG, review.REMOVE_TAG)
+TITLES = {"label": "Suspected mislabels", "group": "Duplicate groups"}
+
+
+def _section(ds: Any, finder: Finder) -> dict[str, Any] | None:
+    """The review panel's list for one finder, or None where it has not run on this dataset: the open
+    findings (not yet decided), most severe first, at most SHOWN."""
+    from fiftyone import ViewField as F
+
+    kind = finder.review
+    if kind == "group":
+        if not ds.has_field("duplicate_group"):
+            return None
+        counts = sorted(ds.exists("duplicate_group").count_values("duplicate_group").items())
+        items = [{"group": g, "text": f"group {g}: {n} images"} for g, n in counts[:SHOWN]]
+        return {"name": finder.name, "title": TITLES[kind], "kind": kind, "open": len(counts), "items": items}
+    if not ds.has_field(finder.flag):
+        return None
+    flagged = ds.match(F(finder.flag) == True).sort_by(finder.score, reverse=True)  # noqa: E712 (a query)
+    if kind == "label":
+        flagged = flagged.exists(review.REVIEW_FIELD, False) if ds.has_field(review.REVIEW_FIELD) else flagged
+        field = review._label_field(ds, None)
+        ids, paths, labels, suggested, scores = flagged.limit(SHOWN).values(
+            ["id", "filepath", f"{field}.label", "suggested_label", finder.score])
+        texts = [f"`{f.rsplit('/', 1)[-1]}` **{lab}** → **{s}** ({sc:.2f})"
+                 for f, lab, s, sc in zip(paths, labels, suggested, scores, strict=True)]
+    else:
+        flagged = flagged.match_tags(list(DECISIONS), bool=False)
+        detail = finder.review_detail or finder.score
+        ids, paths, details, scores = flagged.limit(SHOWN).values(["id", "filepath", detail, finder.score])
+        texts = [f"`{f.rsplit('/', 1)[-1]}` {', '.join(d) if isinstance(d, list) else ''} ({sc:.2f})"
+                 for f, d, sc in zip(paths, details, scores, strict=True)]
+    items = [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)]
+    return {"name": finder.name, "title": TITLES.get(kind or "", finder.label.split(": find ", 1)[-1].capitalize()),
+            "kind": kind, "open": len(flagged), "items": items}
 
 
 def register(p: Any) -> None:

@@ -103,6 +103,10 @@ class Finder:
     needs_embeddings: ClassVar[bool] = True
     app_panel: ClassVar[str | None] = None  # an App panel to open after it runs
     lists_samples: ClassVar[bool] = False  # its records are samples, flagged or not (the CLI's --all)
+    # How the App's review panel lists its findings: "label" (suspects, a suggested label accepted or
+    # dismissed), "group" (duplicate groups, a keep plan applied), "sample" (flagged samples kept or removed).
+    review: ClassVar[str | None] = None
+    review_detail: ClassVar[str | None] = None  # a field shown beside each sample it lists for review
 
     @property
     def score(self) -> str:

@@ -56,6 +56,7 @@ class DuplicateSet(Record):
 class Duplicates(Finder):
     name = "duplicates"
     label = "lookalike: find duplicates"
+    review = "group"
     help = "find exact and near duplicates, a keep/remove plan, and leaks across splits"
     score_doc = "0..1, the best pixel similarity verified with another sample (1: same bytes or pixels)"
     score_field = "duplicate_score"

@@ -79,6 +79,7 @@ def class_probs(dataset: fo.Dataset | fo.DatasetView, ids: list[str], field: str
 class Mislabels(Finder):
     name = "mislabels"
     label = "lookalike: find mislabels"
+    review = "label"
     help = "find samples whose neighbours disagree with their label"
     score_doc = "0..1, higher = more likely mislabeled (1 - own-label support relative to its class, capped at 1)"
     score_field = "mislabel_score"

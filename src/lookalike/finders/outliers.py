@@ -33,6 +33,7 @@ class Outlier(Record):
 class Outliers(Finder):
     name = "outliers"
     label = "lookalike: find outliers"
+    review = "sample"
     help = "find samples far from everything else in embedding space"
     score_field = "outlier_score"
     flag_field = "outlier_flag"

@@ -42,6 +42,8 @@ class QualityIssue(Record):
 class Quality(Finder):
     name = "quality"
     label = "lookalike: find image quality issues"
+    review = "sample"
+    review_detail = "quality_issues"
     help = "find dark, bright, blurry, low-information, grayscale, odd-size and odd-aspect images"
     score_doc = ("0..1, the highest of the issue scores quality_<issue> (0: typical of the collection, 0.5: "
                  "flagged, 1: far out)")
