@@ -54,6 +54,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, st
     source = sorted((root / "train").rglob("*.png"))[0]
     brighter = Image.open(source).point(lambda v: min(255, round(v * 1.05)))
     brighter.save(root / "test" / source.parent.name / "near-copy.png")  # a planted leak
+    noise = np.random.default_rng(0).integers(0, 24, (28, 28), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "test" / source.parent.name / "dark.png")  # a planted quality issue
     name = "t-app-shop"
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
@@ -328,3 +330,30 @@ def test_duplicates_operator_and_the_keep_plan_in_the_panel(app: tuple[str, Any,
     removed = ds.match_tags(review.REMOVE_TAG).values("id")
     assert len(kept) == len(removed) == 1 and kept[0] == pair.match({"duplicate_keep": True}).first().id
     assert len(ds) == len(found) + len(ds.exists("duplicate_group", False))  # nothing deleted
+
+
+def test_quality_operator_and_a_flagged_image_removed_in_the_panel(app: tuple[str, Any, str], page: Any) -> None:
+    import fiftyone as fo
+
+    from lookalike import review
+
+    name, _, _ = app
+    _run_operator(page, "lookalike: find image quality issues", re.compile(r"^\d+ images with quality issues of \d+$"))
+    ds = fo.load_dataset(name)
+    ds.reload()
+    dark = ds.match({"filepath": {"$regex": "/dark.png$"}}).first()
+    assert "dark" in dark.quality_issues
+
+    page.click('[data-cy="new-panel-btn"]')
+    page.get_by_text("lookalike review", exact=True).click()
+    flagged = len(ds.match_tags("quality-issue").match_tags([review.KEEP_TAG, review.REMOVE_TAG], bool=False))
+    page.get_by_text(f"Image quality issues: {flagged} open").wait_for()
+    page.get_by_text(re.compile(r"dark\.png.*dark")).locator("xpath=ancestor::*[.//button][1]").get_by_role(
+        "button", name="Remove").click()
+    page.get_by_text(f"Image quality issues: {flagged - 1} open").wait_for()
+    ds.reload()
+    assert ds[dark.id].tags.count(review.REMOVE_TAG) == 1 and dark.id not in ds.load_saved_view(
+        review.KEPT_VIEW).values("id")
+    page.get_by_text(re.compile(r"dark\.png\W*remove$")).locator("xpath=ancestor::*[.//button][1]").get_by_role(
+        "button", name="Undo").click()  # the removal can be taken back
+    page.get_by_text(f"Image quality issues: {flagged} open").wait_for()
