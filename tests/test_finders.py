@@ -140,6 +140,26 @@ def _imported(tmp_path: Path, name: str, vectors: np.ndarray, labels: list[str])
     import_vectors(name, vectors, row_ids)
 
 
+def test_a_very_dark_or_flat_image_is_flagged_however_varied_its_collection() -> None:
+    """Brightness and contrast spread so widely that no image is far out of them: an image whose brightest
+    pixels are under a fifth of white, or whose luminance hardly varies, is flagged all the same."""
+    from lookalike.image_quality import STATS, score_issues
+
+    rng = np.random.default_rng(0)
+    n = 200
+    stats = np.zeros((n, len(STATS)), np.float32)
+    stats[:, STATS.index("p99")] = rng.uniform(0.05, 1.0, n)  # night skies to daylight
+    stats[:, STATS.index("contrast")] = rng.uniform(0.01, 0.3, n)
+    stats[:, STATS.index("p1")] = rng.uniform(0.0, 0.04, n)
+    stats[:, STATS.index("chroma")] = rng.uniform(0.05, 0.3, n)
+    stats[:, STATS.index("sharpness")] = 0.5
+    sides = np.full(n, 256)
+    scores = score_issues(stats, sides, sides)
+    p99, contrast = stats[:, STATS.index("p99")], stats[:, STATS.index("contrast")]
+    assert np.array_equal(scores["dark"] >= 0.5, p99 <= 0.2) and (p99 <= 0.2).any()
+    assert np.array_equal(scores["low_information"] >= 0.5, contrast <= 0.02) and (contrast <= 0.02).any()
+
+
 def test_outliers_flag_a_planted_far_vector(tmp_path: Path, dataset_name: str) -> None:
     rng = np.random.default_rng(0)
     centre = rng.normal(size=16)

@@ -11,6 +11,8 @@ difference). ``score = clip(z / (2 * Z_FLAG[issue]), 0, 1)``: 0 for a typical im
 ``Z_FLAG`` (per issue) and the floors were chosen with ``benchmarks/quality.py`` on planted cases (darkened,
 brightened, blurred, flattened, greyed, resized and cut copies of real images) in three sets.
 Grayscale is judged against a colour collection only: in a grey dataset no image is flagged for it.
+Some images are flagged whatever the collection (``ABSOLUTE``): where the collection varies widely (photos
+of night skies beside daylight ones) its spread hides them.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ STATS_SIDE = 512  # images are measured at most this large (blur that shows at a
 STATS = ("p1", "p99", "contrast", "chroma", "sharpness")  # what image_stats returns, in order
 ISSUES = ("dark", "bright", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio")
 # Robust standard deviations above the median that flag each issue (benchmarks/quality.py).
-# Each the lowest whose clean flags stay rare on every set; dark and low information would need 3 to 3.5 to
-# reach recall 0.90 on the photo crops (many of a deep-sky photo, dark by nature), which flags 2-3% of
-# Fashion-MNIST's dark garments on black.
+# Each the lowest whose clean flags stay rare on every set; alone, dark and low information would need 3 to
+# 3.5 to reach recall 0.90 on the photo crops (a deep-sky photo among daylight ones widens the spread), which
+# flags 2-3% of Fashion-MNIST's dark garments on black: ABSOLUTE finds those instead.
 Z_FLAG = {"dark": 4.0, "bright": 4.0, "blurry": 4.0, "low_information": 3.5, "grayscale": 4.0, "odd_size": 4.0,
           "odd_aspect_ratio": 4.0}
 # The least spread assumed per issue (a collection of identical images has none): a flag then needs a
@@ -40,7 +42,13 @@ FLOORS = {"dark": 0.08, "bright": 0.08, "blurry": 0.1, "low_information": 0.1, "
           "odd_size": float(np.log(4) / Z_FLAG["odd_size"]),
           "odd_aspect_ratio": float(np.log(2) / Z_FLAG["odd_aspect_ratio"])}
 COLOUR_MIN = 0.03  # median chroma of a colour collection (grey ones score no grayscale)
-GREY_MAX = 0.01  # mean chroma of a grey image: flagged in a colour collection whatever its spread
+# Flagged whatever the collection's spread, below these levels of a stat: nothing brighter than a fifth of
+# white (more than 2.3 stops under an exposure whose highlights reach white), nothing darker than four
+# fifths (as far over), a luminance that varies by under 2% (5 grey levels), no colour (in a colour
+# collection). Clean images flagged by these alone, benchmarks/quality.py: 0.2% of the photo crops (black
+# night sky), none of the textiles or Fashion-MNIST.
+ABSOLUTE = {"dark": ("p99", 0.2), "bright": ("1-p1", 0.2), "low_information": ("contrast", 0.02),
+            "grayscale": ("chroma", 0.01)}
 
 
 def image_stats(image: Image.Image) -> np.ndarray:
@@ -99,7 +107,9 @@ def score_issues(stats: np.ndarray, widths: np.ndarray, heights: np.ndarray,
             out[issue] = np.zeros(len(m), dtype=np.float32)
             continue
         z = robust_z(m, FLOORS[issue], centre=0.0 if issue in ("odd_size", "odd_aspect_ratio") else None)
-        if issue == "grayscale":  # no colour at all is grey, however varied the collection's colour
-            z = np.where(stats[:, STATS.index("chroma")] <= GREY_MAX, np.maximum(z, z_flag[issue]), z)
+        if issue in ABSOLUTE:
+            stat, level = ABSOLUTE[issue]
+            value = 1 - stats[:, STATS.index("p1")] if stat == "1-p1" else stats[:, STATS.index(stat)]
+            z = np.where(value <= level, np.maximum(z, z_flag[issue]), z)
         out[issue] = flag_score(z, z_flag[issue])
     return out
