@@ -6,6 +6,7 @@ import pytest
 from lookalike.exceptions import ConfigError
 from lookalike.graph import exact_knn
 from lookalike.label_issues import find_mislabels
+from lookalike.probe import out_of_sample_probs
 
 
 def _clusters(seed: int = 0, per: int = 40, classes: int = 3, dim: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +29,9 @@ def test_the_planted_mislabel_ranks_first_with_the_right_suggestion() -> None:
 
 
 def test_a_small_class_is_not_outvoted_by_a_large_one() -> None:
-    """5 members of a rare class at the edge of a crowd: neither they nor the crowd are suspects."""
+    """5 members of a rare class at the edge of a crowd: the class is not flagged wholesale (at most its member
+    deepest in the crowd, whose own-class share of the votes is a quarter of its classmates'), nor is the crowd,
+    with the neighbours alone or with the probe."""
     rng = np.random.default_rng(1)
     offset = np.zeros(8)
     offset[0] = 1.2
@@ -39,8 +42,9 @@ def test_a_small_class_is_not_outvoted_by_a_large_one() -> None:
     labels = np.array([0] * 200 + [1] * 5)
     graph = exact_knn(v, 20)
     assert (labels[graph.indices[200:]] == 0).sum() >= 50  # the crowd dominates the rare class's neighbours
-    result = find_mislabels(graph, labels)
-    assert not result.flag.any()
+    for probe in (None, out_of_sample_probs(v, labels, 2)[0]):
+        result = find_mislabels(graph, labels, probe_probs=probe)
+        assert not result.flag[:200].any() and result.flag[200:].sum() <= 1
 
 
 def test_unlabeled_samples_neither_vote_nor_get_scored() -> None:
@@ -64,3 +68,37 @@ def test_model_predictions_sharpen_the_vote() -> None:
         find_mislabels(exact_knn(v, 20), noisy, pred_probs=pred[:, :2])
     with pytest.raises(ConfigError, match="one entry per graph row"):
         find_mislabels(exact_knn(v, 20), noisy[:-1])
+
+
+def test_the_probe_finds_a_mislabeled_clump_its_neighbours_vouch_for() -> None:
+    """8 near copies labeled 1 at the heart of class 0: their nearest neighbours are each other, so the votes
+    back the wrong label; the probe knows where class 0 lies and flags all 8, suggesting 0, and nothing else."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 16)), rng.normal(size=(300, 16))
+    a[:, 0] += 4
+    b[:, 0] -= 4
+    clump = rng.normal(size=(8, 16)) * 0.02
+    clump[:, 0] += 4
+    v = np.concatenate([a, b, clump])
+    v[:, 1] += 6  # off the origin, so the cosine neighbours are the Euclidean ones
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    labels = np.array([0] * 300 + [1] * 300 + [1] * 8)
+    graph = exact_knn(v, 20)
+    assert not find_mislabels(graph, labels).flag.any()  # the neighbours alone vouch for the clump
+    probe, _ = out_of_sample_probs(v, labels, 2)
+    result = find_mislabels(graph, labels, probe_probs=probe)
+    assert result.flag[600:].all() and not result.flag[:600].any()
+    assert (result.suggested[600:] == 0).all()
+
+
+def test_the_probe_leaves_out_what_it_cannot_judge() -> None:
+    v, labels = _clusters(seed=3)
+    labels = labels.copy()
+    labels[:5] = -1  # unlabeled
+    labels[5] = 7  # the only member of its class
+    probs, c = out_of_sample_probs(v, labels, 8)
+    assert np.isnan(probs[:6]).all() and np.isfinite(probs[6:]).all() and c > 0
+    assert np.allclose(probs[6:].sum(axis=1), 1, atol=1e-4)
+    assert (probs[6:].argmax(axis=1) == labels[6:]).mean() > 0.9  # separable clusters: the probe gets them
+    only_one_class = np.where(labels >= 0, 0, -1)
+    assert np.isnan(out_of_sample_probs(v, only_one_class, 1)[0]).all()

@@ -35,7 +35,7 @@ from .finders.quality import QualityIssue
 from .finders.tags import Tagged
 from .graph import KnnGraph
 from .index import EdgeIndex, Hit, QdrantIndex, open_index
-from .label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT
+from .label_issues import DEFAULT_K, DEFAULT_MAX_RATIO
 from .models import Embedder, get_embedder
 from .outlier_scores import DEFAULT_K as OUTLIER_K
 from .runs import HASH_FIELD, VECTOR_HASH, EmbeddingRun, index_payload, public_url
@@ -382,11 +382,11 @@ def find(finder: str, name: str | Any, *, model: str | None = None, config: Conf
     return finders.run(chosen, Context.of(name, model, config), progress, **options)
 
 
-def mislabels(name: str | Any, *, k: int = DEFAULT_K, max_support: float = DEFAULT_MAX_SUPPORT,
-              prediction_field: str | None = None, model: str | None = None, config: Config | None = None
-              ) -> list[Suspect]:
+def mislabels(name: str | Any, *, k: int = DEFAULT_K, max_ratio: float = DEFAULT_MAX_RATIO,
+              prediction_field: str | None = None, probe: bool = True, model: str | None = None,
+              config: Config | None = None) -> list[Suspect]:
     """Score every labeled sample of a dataset (by name) or view for a wrong label from its embedding
-    neighbours.
+    neighbours and a cross-validated linear probe on its vector (``probe=False``: neighbours only).
 
     Returns all scored samples, most suspect first. Writes ``mislabel_score`` (0..1, higher = more likely
     wrong), ``suggested_label`` and ``suspect_label`` to the samples, tags the flagged ones
@@ -394,8 +394,8 @@ def mislabels(name: str | Any, *, k: int = DEFAULT_K, max_support: float = DEFAU
     ``prediction_field``: a Classification field of model predictions (confidence or logits) to combine
     with the neighbours. See :mod:`lookalike.label_issues` for the method.
     """
-    return find("mislabels", name, model=model, config=config, k=k, max_support=max_support,
-                prediction_field=prediction_field).records
+    return find("mislabels", name, model=model, config=config, k=k, max_ratio=max_ratio,
+                prediction_field=prediction_field, probe=probe).records
 
 
 def duplicates(name: str | Any, *, threshold: float = DEFAULT_THRESHOLD, keep: str = "largest", keypoints: bool = True,

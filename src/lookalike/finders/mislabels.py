@@ -10,7 +10,8 @@ import numpy as np
 
 from ..datasets import values_in_order
 from ..exceptions import ConfigError
-from ..label_issues import DEFAULT_K, DEFAULT_MAX_SUPPORT, find_mislabels
+from ..label_issues import DEFAULT_K, DEFAULT_MAX_RATIO, find_mislabels
+from ..probe import out_of_sample_probs
 from .base import Finder, Findings, Option, Record
 
 if TYPE_CHECKING:
@@ -80,8 +81,10 @@ class Mislabels(Finder):
     name = "mislabels"
     label = "lookalike: find mislabels"
     review = "label"
-    help = "find samples whose neighbours disagree with their label"
-    score_doc = "0..1, higher = more likely mislabeled (1 - own-label support relative to its class, capped at 1)"
+    help = "find samples whose neighbours and a linear probe disagree with their label"
+    score_doc = ("0..1, higher = more likely mislabeled (the best other class's support against its label's, "
+                 "0.5: flagged)")
+    stages = ("probe",)
     score_field = "mislabel_score"
     flag_field = "suspect_label"
     tag = "suspect-label"
@@ -89,8 +92,10 @@ class Mislabels(Finder):
     lists_samples = True
     options = (
         Option("k", int, DEFAULT_K, "neighbours per sample", minimum=1),
-        Option("max_support", float, DEFAULT_MAX_SUPPORT,
-               "flag below this share of the support a class typically gets"),
+        Option("max_ratio", float, DEFAULT_MAX_RATIO,
+               "flag where its label gets under this share of the support the best other class gets"),
+        Option("probe", bool, True, "mix in a cross-validated linear probe on the vectors",
+               off_help="neighbours only (faster: no probe to fit)"),
         Option("prediction_field", str, None, "a Classification field of model predictions to use as well"),
     )
 
@@ -101,8 +106,10 @@ class Mislabels(Finder):
         graph = ctx.graph(options["k"])
         pred = class_probs(ctx.collection, ctx.ids, options["prediction_field"], classes) \
             if options["prediction_field"] else None
-        result = find_mislabels(graph, labels, n_classes=len(classes), pred_probs=pred,
-                                max_support=options["max_support"])
+        probe = out_of_sample_probs(ctx.vectors(), labels, len(classes), progress=progress)[0] \
+            if options["probe"] else None
+        result = find_mislabels(graph, labels, n_classes=len(classes), pred_probs=pred, probe_probs=probe,
+                                max_ratio=options["max_ratio"])
         ids = ctx.ids
         scored = np.flatnonzero(labels >= 0)  # unlabeled samples: no score, no flag
         (paths,) = values_in_order(ctx.collection, ["filepath"], ids)
