@@ -171,6 +171,31 @@ def test_outliers_flag_a_planted_far_vector(tmp_path: Path, dataset_name: str) -
     assert all(0 <= o.score <= 1 for o in found)
 
 
+def test_a_group_pointing_where_the_collection_does_not_is_found_though_it_has_neighbours() -> None:
+    """8 vectors off the crowd's subspace, near each other: no neighbour distance sees them (they are each
+    other's neighbours), the Mahalanobis measure does."""
+    from sklearn.metrics import roc_auc_score
+
+    from lookalike.graph import exact_knn
+    from lookalike.outlier_scores import outlier_scores
+
+    rng = np.random.default_rng(0)
+    d = 32
+    basis = rng.normal(size=(8, d))
+    crowd = rng.normal(size=(600, 8)) @ basis + 0.1 * rng.normal(size=(600, d)) + 5 * np.eye(d)[0]
+    group = rng.normal(size=(8, 8)) @ basis * 0.3 + 0.1 * rng.normal(size=(8, d)) + 5 * np.eye(d)[0]
+    group[:, -1] += 2.5  # a direction the crowd never takes
+    v = np.concatenate([crowd, group])
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    truth = np.r_[np.zeros(600, bool), np.ones(8, bool)]
+    graph = exact_knn(v, 5)
+    alone = outlier_scores(graph, 5)
+    both = outlier_scores(graph, 5, vectors=v)
+    assert roc_auc_score(truth, alone) < 0.9 and not (alone[600:] >= 0.5).any()
+    assert roc_auc_score(truth, both) == 1.0 and (both[600:] >= 0.5).all()
+    assert (both[:600] >= 0.5).mean() <= 0.02
+
+
 def test_label_retrieval_metrics_on_a_hand_made_graph() -> None:
     labels = np.array([0, 0, 0, 1, 1, -1])
     graph = KnnGraph(indices=np.array([[1, 3], [3, 0], [1, 0], [0, 4], [0, 2], [0, 1]]),

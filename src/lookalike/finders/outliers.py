@@ -37,7 +37,8 @@ class Outliers(Finder):
     help = "find samples far from everything else in embedding space"
     score_field = "outlier_score"
     flag_field = "outlier_flag"
-    score_doc = "0..1, higher = further from its nearest neighbours than they are from theirs (0.5: flagged)"
+    score_doc = ("0..1, higher = further out: from its nearest neighbours or from the collection as a whole "
+                 "(Mahalanobis), judged against the collection (0.5: flagged)")
     tag = "outlier"
     view = "lookalike-outliers"
     lists_samples = True
@@ -48,7 +49,7 @@ class Outliers(Finder):
         if len(ids) < 3:
             raise ConfigError(f"{ctx.name!r} has {len(ids)} embedded samples here; outliers need at least 3")
         graph = ctx.graph(options["k"])
-        scores = outlier_scores(graph, min(options["k"], graph.k))
+        scores = outlier_scores(graph, min(options["k"], graph.k), vectors=ctx.vectors())
         flags = scores >= 0.5
         table = sample_table(ctx.collection, ctx.label_field, ids)
         order = np.argsort(-scores, kind="stable")
