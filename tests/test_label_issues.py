@@ -102,3 +102,16 @@ def test_the_probe_leaves_out_what_it_cannot_judge() -> None:
     assert (probs[6:].argmax(axis=1) == labels[6:]).mean() > 0.9  # separable clusters: the probe gets them
     only_one_class = np.where(labels >= 0, 0, -1)
     assert np.isnan(out_of_sample_probs(v, only_one_class, 1)[0]).all()
+
+
+def test_the_probe_reports_every_fit_including_the_last_on_all_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lookalike.probe as probe
+
+    monkeypatch.setattr(probe, "SELECT_MAX", 60)  # C chosen on a sample, then one more K-fold on every row
+    v, labels = _clusters(seed=4)
+    calls: list[tuple[int, int]] = []
+    _, c = probe.out_of_sample_probs(v, labels, 3, progress=lambda done, total: calls.append((done, total)))
+    tried = min(probe.C_GRID.index(c) + 2, len(probe.C_GRID))  # the search stops one past the best
+    fits = [done for done, _ in calls[:-1]]
+    assert fits == list(range(1, probe.DEFAULT_FOLDS * (tried + 1) + 1))
+    assert calls[-1][0] == calls[-1][1] == calls[0][1]

@@ -118,7 +118,9 @@ def out_of_sample_probs(vectors: np.ndarray, labels: np.ndarray, n_classes: int,
         if loss >= best_loss:
             break  # past the best strength
         best_c, best_loss, best = c, loss, p
-    probs[rows] = best if len(chosen) == len(y) else _fold_probs(vectors, rows, y, n_classes, folds, best_c, seed)[0]
+    if len(chosen) < len(y):  # chosen on a sample: the out-of-sample probabilities of every row, at that C
+        best = _fold_probs(vectors, rows, y, n_classes, folds, best_c, seed, step=step)[0]
+    probs[rows] = best
     if progress:
         progress(total, total)
     return probs, best_c
