@@ -50,7 +50,6 @@ class RunRows:
     keys: list[str]
     folder: Path
     stem: str  # collection name: the files of every version of this run's rows start with it
-    digest: str
     config: Config
     parent: tuple[RunRows, np.ndarray] | None = None  # (the run's rows, which of them) for a view's rows
     _vectors: np.ndarray | None = None
@@ -69,16 +68,19 @@ class RunRows:
         keys = [":".join(str(payloads[i][key]) for key in ("sample_id", HASH_FIELD, VECTOR_HASH) if key in payloads[i])
                 for i in ids]
         return cls(run=run, index=index, ids=ids, keys=keys, folder=config.index.home_path() / "graphs",
-                   stem=collection_name(run.dataset, run.model_key),
-                   digest=hashlib.sha256("".join(keys).encode()).hexdigest()[:16], config=config)
+                   stem=collection_name(run.dataset, run.model_key), config=config)
 
     def subset(self, ids: set[str]) -> RunRows:
         """The rows of these samples (those of them that are indexed), in the same order."""
         rows = np.array([r for r, sid in enumerate(self.ids) if sid in ids], dtype=np.int64)
-        keys = [self.keys[r] for r in rows]
-        digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        return RunRows(run=self.run, index=self.index, ids=[self.ids[r] for r in rows], keys=keys, folder=self.folder,
-                       stem=self.stem, digest=digest, config=self.config, parent=(self, rows))
+        return RunRows(run=self.run, index=self.index, ids=[self.ids[r] for r in rows],
+                       keys=[self.keys[r] for r in rows], folder=self.folder, stem=self.stem, config=self.config,
+                       parent=(self, rows))
+
+    @cached_property
+    def digest(self) -> str:
+        """Names this version of the rows' files: any change to the samples gives a new one."""
+        return hashlib.sha256("".join(self.keys).encode()).hexdigest()[:16]
 
     def path(self, suffix: str) -> Path:
         return self.folder / f"{self.stem}-{self.digest}{suffix}"
