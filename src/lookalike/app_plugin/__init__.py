@@ -20,7 +20,7 @@ from lookalike import api, review
 from lookalike.finders import FINDERS, Finder, Option
 
 DELEGATE_ABOVE = 20_000  # samples; the graph alone takes about a minute beyond (benchmarks/speed.py)
-SHOWN = 20  # suspects and duplicate groups listed in the panel
+SHOWN = 20  # findings listed in each of the review panel's lists
 
 
 def _progress(ctx: Any, fraction: float, label: str) -> Any:
