@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,3 +66,40 @@ def embeddings(n: int, image_size: int = 112, batch_size: int = 128) -> tuple[np
         done = np.concatenate(chunks)
         np.save(path, done)
     return np.array(done[:n]), labels
+
+
+def textile_files() -> tuple[list[Path], np.ndarray]:
+    """The 2,000 textile images (PyPI conformal-clip-data), in one order for every benchmark, and each one's
+    class (its folder) as a number."""
+    from conformal_clip_data import textile_simulated_root
+
+    root = textile_simulated_root()
+    files = sorted(root.rglob("*.jpg")) + sorted(root.rglob("*.png"))
+    names = sorted({f.parent.name for f in files})
+    return files, np.array([names.index(f.parent.name) for f in files])
+
+
+def embedded(name: str, images: Callable[[], list[Any]]) -> np.ndarray:
+    """EfficientNet-Lite0 (112 px) embeddings of the PIL images ``images()`` makes (called only when the cache,
+    benchmarks/.cache/<name>-effnet-lite0-112px.npy, is missing)."""
+    path = CACHE / f"{name}-effnet-lite0-112px.npy"
+    if not path.exists():
+        import torch
+
+        from lookalike.models import get_embedder
+
+        model = get_embedder("efficientnet-lite0", image_size=112)
+        pictures = images()
+        CACHE.mkdir(exist_ok=True)
+        np.save(path, np.concatenate([
+            model.embed_images(torch.stack([model.preprocess(im.convert("RGB")) for im in pictures[s:s + 64]]))
+            for s in range(0, len(pictures), 64)]))
+    return np.load(path)
+
+
+def textile() -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of the textile images and their classes."""
+    from PIL import Image
+
+    files, labels = textile_files()
+    return embedded("textile", lambda: [Image.open(f) for f in files]), labels

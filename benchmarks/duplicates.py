@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from common import CACHE, fashion_mnist
+from common import CACHE, fashion_mnist, textile_files
 from lookalike.dedup import DEFAULT_THRESHOLD, find_duplicates
 from lookalike.graph import exact_knn
 from lookalike.thumbnails import image_facts
@@ -69,10 +69,7 @@ def load_set(name: str) -> list[Image.Image]:
     if name == "fashion":
         images, _ = fashion_mnist(70_000)
         return [Image.fromarray(a) for a in images[60_000:70_000]]
-    from conformal_clip_data import textile_simulated_root
-
-    root = textile_simulated_root()
-    textiles = [Image.open(p).convert("RGB") for p in sorted(root.rglob("*.jpg")) + sorted(root.rglob("*.png"))]
+    textiles = [Image.open(p).convert("RGB") for p in textile_files()[0]]
     if name == "textile":
         return textiles
     from skimage import data

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from common import CACHE, embeddings, write_results
+from common import embedded, embeddings, textile, write_results
 from lookalike.graph import KnnGraph, exact_knn
 from lookalike.label_issues import DEFAULT_K, find_mislabels
 from lookalike.probe import out_of_sample_probs
@@ -43,42 +43,13 @@ def scores(flag: np.ndarray, rank_score: np.ndarray, truth: np.ndarray) -> tuple
     return float(p), float(r), float(2 * p * r / max(1e-12, p + r)), float(average_precision_score(truth, rank_score))
 
 
-def _embedded(name: str, images: list, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """EfficientNet-Lite0 (112 px) embeddings of PIL images, cached as benchmarks/.cache/<name>."""
-    import torch
-
-    from lookalike.models import get_embedder
-
-    path = CACHE / f"{name}-effnet-lite0-112px.npy"
-    if not path.exists():
-        model = get_embedder("efficientnet-lite0", image_size=112)
-        CACHE.mkdir(exist_ok=True)
-        np.save(path, np.concatenate([
-            model.embed_images(torch.stack([model.preprocess(im.convert("RGB")) for im in images[s:s + 64]]))
-            for s in range(0, len(images), 64)]))
-    return np.load(path), labels
-
-
-def textile() -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings of the textile images and their class (folder) numbers."""
-    from conformal_clip_data import textile_simulated_root
-    from PIL import Image
-
-    files = sorted(p for p in textile_simulated_root().rglob("*") if p.suffix.lower() in (".jpg", ".png"))
-    names = sorted({f.parent.name for f in files})
-    labels = np.array([names.index(f.parent.name) for f in files])
-    path = CACHE / "textile-effnet-lite0-112px.npy"
-    return _embedded("textile", [] if path.exists() else [Image.open(f) for f in files], labels)
-
-
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of scikit-learn's 8 x 8 digits (grey levels 0-16 stretched to 0-255) and their digits."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    images = [Image.fromarray((im * 255 / 16).astype(np.uint8)) for im in d.images]
-    return _embedded("digits", images, d.target)
+    return embedded("digits", lambda: [Image.fromarray((im * 255 / 16).astype(np.uint8)) for im in d.images]), d.target
 
 
 def load(name: str, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,34 +19,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from PIL import Image
 
-from common import CACHE, embeddings, write_results
+from common import embeddings, textile, write_results
 from lookalike.graph import exact_knn
 from lookalike.maps import uniqueness
 from lookalike.outlier_scores import DEFAULT_K, outlier_scores
-
-
-def textile_embeddings() -> np.ndarray:
-    path = CACHE / "textile-effnet-lite0-112px.npy"
-    if path.exists():
-        return np.load(path)
-    import torch
-    from conformal_clip_data import textile_simulated_root
-
-    from lookalike.models import get_embedder
-
-    root = textile_simulated_root()
-    files = sorted(root.rglob("*.jpg")) + sorted(root.rglob("*.png"))
-    embedder = get_embedder("efficientnet-lite0", image_size=112)
-    out = []
-    for s in range(0, len(files), 128):
-        batch = torch.stack([embedder.preprocess(Image.open(f).convert("RGB")) for f in files[s:s + 128]])
-        out.append(embedder.embed_images(batch))
-    vectors = np.concatenate(out)
-    CACHE.mkdir(exist_ok=True)
-    np.save(path, vectors)
-    return vectors
 
 
 def evaluate(scores: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -58,11 +35,11 @@ def evaluate(scores: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 def main() -> None:
     fashion, _ = embeddings(5000)
-    textile = textile_embeddings()
+    textiles, _ = textile()
     rng = np.random.default_rng(0)
-    planted = textile[rng.choice(len(textile), 50, replace=False)]
+    planted = textiles[rng.choice(len(textiles), 50, replace=False)]
     sets = {"fashion": (fashion, planted[:10]), "fashion-50": (fashion, planted),
-            "textile": (textile, fashion[rng.choice(len(fashion), 20, replace=False)])}
+            "textile": (textiles, fashion[rng.choice(len(fashion), 20, replace=False)])}
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, (clean, planted) in sets.items():
         vectors = np.concatenate([clean, planted]).astype(np.float32)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from common import fashion_mnist, write_results
+from common import fashion_mnist, textile_files, write_results
 from lookalike.image_quality import COLOUR_MIN, ISSUES, image_stats, score_issues
 
 PLANTED = 30
@@ -37,10 +37,7 @@ CLEANVISION = {"dark": "dark", "bright": "light", "blurry": "blurry", "low_infor
 
 def clean_set(name: str, rng: np.random.Generator) -> list[Image.Image]:
     if name == "textile":
-        from conformal_clip_data import textile_simulated_root
-
-        root = textile_simulated_root()
-        return [Image.open(p).convert("RGB") for p in sorted(root.rglob("*.jpg")) + sorted(root.rglob("*.png"))]
+        return [Image.open(p).convert("RGB") for p in textile_files()[0]]
     if name == "fashion":
         images, _ = fashion_mnist(3000)
         return [Image.fromarray(im) for im in images]
