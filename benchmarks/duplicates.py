@@ -35,6 +35,7 @@ from lookalike.thumbnails import image_facts
 
 AUGMENTATIONS = ("jpeg30", "shift", "brightness", "flip", "crop")
 HEAVY = ("heavy-crop", "rotate", "cut-out")
+CROPS = 200  # textiles cropped in the crops set (each of the 20 photos too)
 PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "colorwheel", "grass", "gravel",
           "horse", "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina", "rocket", "text", "cell",
           "logo")
@@ -55,6 +56,11 @@ def augment(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.Im
     if kind == "rotate":
         return image.rotate(float(rng.uniform(5, 15) * rng.choice([-1, 1])), Image.Resampling.BICUBIC)
     w, h = image.size
+    if kind == "re-crop":  # 5-25% of each side cut, off-centre, resized back
+        keep = 1 - rng.uniform(0.05, 0.25)
+        cw, ch = round(w * keep), round(h * keep)
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return image.crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BICUBIC)
     if kind == "crop":
         box = (round(0.05 * w), round(0.05 * h), w - round(0.05 * w), h - round(0.05 * h))
         return image.crop(box).resize((w, h), Image.Resampling.BICUBIC)
@@ -81,7 +87,10 @@ def load_set(name: str) -> list[Image.Image]:
 def plant(name: str, rng: np.random.Generator) -> tuple[list[Image.Image], list[tuple[int, str]]]:
     """The set's images followed by its planted copies, and each copy's (source, augmentation)."""
     originals = load_set(name)
-    if name.startswith("photo"):
+    if name == "crops":
+        textiles = rng.choice(len(originals) - len(PHOTOS), CROPS, replace=False).tolist()
+        copies = [(s, "re-crop") for s in [*textiles, *range(len(originals) - len(PHOTOS), len(originals))]]
+    elif name.startswith("photo"):
         kinds = HEAVY if name == "photos" else AUGMENTATIONS
         copies = [(s, kind) for s in range(len(originals) - len(PHOTOS), len(originals)) for kind in kinds]
     else:
@@ -169,7 +178,7 @@ def run(name: str, rng: np.random.Generator) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", nargs="+", default=["fashion", "textile", "photos", "photo-groups"])
+    p.add_argument("--sets", nargs="+", default=["fashion", "textile", "photos", "photo-groups", "crops"])
     args = p.parse_args()
     for name in args.sets:
         run(name, np.random.default_rng(0))

@@ -40,9 +40,10 @@ from ..graph import KnnGraph
 from ..thumbnails import ImageFacts, Thumbnails
 from .alignment import crowd_levels, stands_out, verify
 from .candidates import DEFAULT_CANDIDATE_COSINE, candidate_pairs
+from .crops import crop_pairs, verify_crops
 from .groups import DuplicateGroup, connected_groups, keep_plan
 from .keypoints import keypoint_pairs, open_for_keypoints, verify_by_keypoints
-from .pairs import EXACT, KEYPOINT, PIXEL, Verified, exact_pairs, touching, without
+from .pairs import EXACT, KEYPOINT, PIXEL, Verified, among, exact_pairs, strongest, touching, without
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -77,8 +78,10 @@ def find_duplicates(
     new = None if earlier is None or earlier.covered is None else np.flatnonzero(~earlier.covered)
     old_pixel, old_pixel_scores = earlier.of(PIXEL) if earlier is not None else empty
     fresh = without(without(candidate_pairs(graph, thumbs, candidate_cosine, exact_max, new), old_pixel), exact)
-    pixel = np.concatenate([old_pixel, fresh])
-    pixel_scores = np.concatenate([old_pixel_scores, verify(thumbs, fresh)])
+    crops = crop_pairs(thumbs, exact_max, new)  # (crop, source): the order verification needs
+    crops = crops[~among(np.sort(crops, axis=1), exact)]
+    scores = [old_pixel_scores, verify(thumbs, fresh), verify_crops(thumbs, crops)]
+    pixel, pixel_scores = strongest(np.concatenate([old_pixel, fresh, np.sort(crops, axis=1)]), np.concatenate(scores))
     crowd = crowd_levels(n, pixel, pixel_scores)  # of the thumbnails: how alike an image's pixel look-alikes are
     near = pixel[(pixel_scores >= threshold) & stands_out(pixel_scores, crowd[pixel[:, 0]], crowd[pixel[:, 1]])]
     aligned, aligned_scores = earlier.of(KEYPOINT) if earlier is not None else empty

@@ -33,12 +33,18 @@ def standardise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
 
 
-def _variants(thumbs: torch.Tensor) -> torch.Tensor:
-    """Every mirror x scale tried of each thumbnail (bilinear, reflected borders): (variants, n, T, T)."""
+def copy_views() -> np.ndarray:
+    """The views :func:`verify` tries of an image: every mirror x scale, as affine maps (views, 2, 3) from
+    output to input coordinates (-1 to 1)."""
+    return np.array([[[m / s, 0.0, 0.0], [0.0, 1 / s, 0.0]] for m in (1, -1) for s in SCALES], np.float32)
+
+
+def _variants(thumbs: torch.Tensor, views: np.ndarray) -> torch.Tensor:
+    """Each thumbnail seen through each of ``views`` (bilinear, reflected borders): (views, n, T, T)."""
     import torch
     import torch.nn.functional as F
 
-    theta = torch.tensor([[[m / s, 0.0, 0.0], [0.0, 1 / s, 0.0]] for m in (1, -1) for s in SCALES])
+    theta = torch.from_numpy(views)
     grid = F.affine_grid(theta, [len(theta), 1, THUMB, THUMB], align_corners=False)
     return F.grid_sample(thumbs[None].expand(len(theta), -1, -1, -1), grid, mode="bilinear",
                          padding_mode="reflection", align_corners=False)
@@ -60,9 +66,9 @@ def _window_norms(x: torch.Tensor, side: int) -> torch.Tensor:
     return (squares - sums.square() / (side * side)).clamp_min(1.0).sqrt().reshape(*x.shape[:-2], *sums.shape[-2:])
 
 
-def _aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """Best normalised cross-correlation of each ``thumbs[i]`` centre with ``thumbs[j]`` under every mirror,
-    scale and shift (by up to ``SHIFT`` pixels).
+def aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, views: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Best normalised cross-correlation of each ``thumbs[i]`` centre with ``thumbs[j]`` seen through each of
+    ``views`` and shifted by up to ``SHIFT`` pixels.
 
     One grouped convolution per batch of images ``j``: each group is one image's variants, convolved with
     all its partners' centres at once. Images with alike numbers of partners are batched together, so the
@@ -81,7 +87,7 @@ def _aligned(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 512)
         for c in range(0, len(images), chunk):
             batch = by_count[c:c + chunk]
             m, most = len(batch), int(counts[batch].max())
-            variants = _variants(t[images[batch]].float())[:, :, pad:THUMB - pad, pad:THUMB - pad].contiguous()
+            variants = _variants(t[images[batch]].float(), views)[:, :, pad:THUMB - pad, pad:THUMB - pad].contiguous()
             norm = _window_norms(variants, side)  # a is zero-mean, so the dot product needs no centring
             slot = np.arange(most)[None, :]
             valid = slot < counts[batch][:, None]
@@ -100,7 +106,7 @@ def verify(thumbs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     alignments tried."""
     if not len(pairs):
         return np.zeros(0, dtype=np.float32)
-    return _aligned(thumbs, pairs[:, 0], pairs[:, 1])
+    return aligned(thumbs, pairs[:, 0], pairs[:, 1], copy_views())
 
 
 def crowd_levels(n: int, pairs: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -19,12 +19,28 @@ def distinct_pairs(i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return np.unique(both, axis=0) if len(both) else both.reshape(0, 2)
 
 
+def among(pairs: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Whether each of ``pairs`` is one of ``other`` (both (m, 2) arrays of rows, compared as ordered)."""
+    if not len(pairs) or not len(other):
+        return np.zeros(len(pairs), dtype=bool)
+    width = int(max(pairs.max(), other.max())) + 1
+    return np.isin(pairs[:, 0] * width + pairs[:, 1], other[:, 0] * width + other[:, 1])
+
+
 def without(pairs: np.ndarray, other: np.ndarray) -> np.ndarray:
     """``pairs`` less those in ``other`` (both (m, 2) arrays of distinct pairs)."""
-    if not len(pairs) or not len(other):
-        return pairs
-    width = int(max(pairs.max(), other.max())) + 1
-    return pairs[~np.isin(pairs[:, 0] * width + pairs[:, 1], other[:, 0] * width + other[:, 1])]
+    return pairs[~among(pairs, other)]
+
+
+def strongest(pairs: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct pair once, with its highest score."""
+    if not len(pairs):
+        return pairs, scores
+    order = np.lexsort((-scores, pairs[:, 1], pairs[:, 0]))
+    pairs, scores = pairs[order], scores[order]
+    first = np.ones(len(pairs), dtype=bool)
+    first[1:] = (pairs[1:] != pairs[:-1]).any(axis=1)
+    return pairs[first], scores[first]
 
 
 def touching(pairs: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
