@@ -147,7 +147,7 @@ def test_heavy_crop_and_rotation_are_found_by_keypoints(lookalike_log: pytest.Lo
 
     photos = [Image.fromarray(a).convert("RGB") for a in (data.astronaut(), data.coffee(), data.rocket(),
                                                           data.camera(), data.coins(), data.chelsea())]
-    images = [*photos, heavy_crop(photos[0]), photos[1].rotate(10, Image.Resampling.BICUBIC)]
+    images = [*photos, heavy_crop(photos[0]), photos[1].rotate(20, Image.Resampling.BICUBIC)]
     n = len(images)
     # Every image's neighbours: the others in turn, the copies' sources first, all below the candidate cosine
     # (only the keypoint stage looks at them).
@@ -185,7 +185,7 @@ def test_an_update_verifies_only_pairs_with_new_images(tmp_path: Path) -> None:
 
     photos = [Image.fromarray(a).convert("RGB") for a in (data.astronaut(), data.coffee(), data.rocket(),
                                                           data.camera(), data.coins(), data.chelsea())]
-    images = [*photos, heavy_crop(photos[0]), photos[1].rotate(10, Image.Resampling.BICUBIC)]
+    images = [*photos, heavy_crop(photos[0]), photos[1].rotate(20, Image.Resampling.BICUBIC)]
     twin = {0: 6, 6: 0, 1: 7, 7: 1}
 
     def graph_of(m: int) -> KnnGraph:  # the others in turn, an image's copy (if there) first
@@ -202,6 +202,9 @@ def test_an_update_verifies_only_pairs_with_new_images(tmp_path: Path) -> None:
     earlier = Verified.load(tmp_path / "pairs.npz", hashes, DEFAULT_CANDIDATE_COSINE, True)
     assert earlier is not None and earlier.covered is not None and earlier.covered.tolist() == [True] * 7 + [False]
     assert Verified.load(tmp_path / "pairs.npz", hashes, 0.5, True) is None  # other settings: from scratch
+    with np.load(tmp_path / "pairs.npz") as f:  # a record from before the crop search: from scratch too
+        np.savez(tmp_path / "old.npz", **{k: f[k] for k in f.files if k != "searches"})
+    assert Verified.load(tmp_path / "old.npz", hashes, DEFAULT_CANDIDATE_COSINE, True) is None
     with_copy = Verified.load(tmp_path / "pairs.npz", [*hashes, "3"], DEFAULT_CANDIDATE_COSINE, True)
     assert with_copy is not None and with_copy.covered is not None and with_copy.covered[-1]  # a byte copy of 3
 
@@ -260,3 +263,57 @@ def test_a_group_of_five_copies_is_found_whole_by_keypoints() -> None:
     assert len(by_thumbnails) == 1 and set(by_thumbnails[0].members) < set(family)
     groups, _ = find_duplicates(facts, hashes, [None] * n, graph=graph, open_image=images.__getitem__)
     assert [g.members for g in groups] == [family]
+
+
+def _re_crop(image: Image.Image, keep: float, x: float, y: float) -> Image.Image:
+    """``keep`` of each side, from (x, y) of the room left, resized back: a re-crop of one photo."""
+    w, h = image.size
+    cw, ch = round(w * keep), round(h * keep)
+    left, top = round(x * (w - cw)), round(y * (h - ch))
+    return image.crop((left, top, left + cw, top + ch)).resize((w, h), Image.Resampling.BICUBIC)
+
+
+def test_re_crops_of_textures_are_found_and_look_alike_textures_left_alone() -> None:
+    """Textures cropped by 20-25% a side, off-centre, resized back and re-encoded: no embedding graph and no
+    thumbnail alignment finds them; the crop search does. Other patches of the same textures (look-alikes)
+    and the images too small for a crop search stay apart."""
+    from skimage import data
+
+    from lookalike.dedup.alignment import verify
+
+    patches = []
+    for name in ("grass", "gravel", "brick"):
+        photo = Image.fromarray(getattr(data, name)()).convert("RGB")
+        w, h = photo.size
+        patches += [photo.crop((0, 0, w // 2, h // 2)).resize((192, 192)),
+                    photo.crop((w // 2, h // 2, w, h)).resize((192, 192))]  # a distinct look-alike of the first
+    crops = [_jpeg(_re_crop(patches[0], 0.75, 0.9, 0.2), 80), _jpeg(_re_crop(patches[4], 0.8, 0.1, 1.0), 80)]
+    tiny = [p.resize((28, 28), Image.Resampling.BOX) for p in (patches[2], crops[1])]
+    images = patches + crops + tiny
+    facts = [image_facts(im) for im in images]
+    groups, verified = find_duplicates(facts, [str(i) for i in range(len(images))], [None] * len(images))
+    assert [g.members for g in groups] == [[0, 6], [4, 7]]
+    scores = verified.best()
+    assert scores[(0, 6)] >= 0.95 and scores[(4, 7)] >= 0.95
+    thumbs = np.stack([f.thumb for f in facts])
+    assert verify(thumbs, np.array([[0, 6], [4, 7]])).max() < 0.9  # thumbnail alignment alone misses them
+    assert max(s for p, s in scores.items() if p not in ((0, 6), (4, 7))) < 0.9
+
+
+def test_crop_search_approximate_and_update_find_the_exact_searchs_pairs() -> None:
+    from skimage import data
+
+    from lookalike.dedup.crops import crop_pairs
+
+    rng = np.random.default_rng(11)
+    images = [Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).resize((96, 96)) for _ in range(120)]
+    images += [Image.fromarray(data.camera()).resize((96, 96))]
+    images += [_re_crop(images[3], 0.78, 0.0, 1.0), _re_crop(images[120], 0.85, 0.5, 0.5)]  # 121, 122
+    thumbs = np.stack([image_facts(im).thumb for im in images]).astype(np.float16)
+    rows = np.arange(len(images))
+    exact = {tuple(p) for p in crop_pairs(thumbs, rows).tolist()}
+    assert {(121, 3), (122, 120)} <= exact
+    assert {tuple(p) for p in crop_pairs(thumbs, rows, exact_max=0).tolist()} >= {(121, 3), (122, 120)}
+    # an update: the pairs with new rows 3 and 122, as crops or as sources
+    assert {tuple(p) for p in crop_pairs(thumbs, rows, queries=np.array([3, 122])).tolist()} == {
+        p for p in exact if {3, 122} & set(p)}

@@ -40,7 +40,7 @@ from ..graph import KnnGraph
 from ..thumbnails import ImageFacts, Thumbnails
 from .alignment import crowd_levels, stands_out, verify
 from .candidates import DEFAULT_CANDIDATE_COSINE, candidate_pairs
-from .crops import crop_pairs, verify_crops
+from .crops import CROP_MIN_SIDE, crop_pairs, verify_crops
 from .groups import DuplicateGroup, connected_groups, keep_plan
 from .keypoints import keypoint_pairs, open_for_keypoints, verify_by_keypoints
 from .pairs import EXACT, KEYPOINT, PIXEL, Verified, among, exact_pairs, strongest, touching, without
@@ -78,7 +78,8 @@ def find_duplicates(
     new = None if earlier is None or earlier.covered is None else np.flatnonzero(~earlier.covered)
     old_pixel, old_pixel_scores = earlier.of(PIXEL) if earlier is not None else empty
     fresh = without(without(candidate_pairs(graph, thumbs, candidate_cosine, exact_max, new), old_pixel), exact)
-    crops = crop_pairs(thumbs, exact_max, new)  # (crop, source): the order verification needs
+    big = np.flatnonzero(np.minimum(images.widths, images.heights) >= CROP_MIN_SIDE)
+    crops = crop_pairs(thumbs, big, exact_max, new)  # (crop, source): the order verification needs
     crops = crops[~among(np.sort(crops, axis=1), exact)]
     scores = [old_pixel_scores, verify(thumbs, fresh), verify_crops(thumbs, crops)]
     pixel, pixel_scores = strongest(np.concatenate([old_pixel, fresh, np.sort(crops, axis=1)]), np.concatenate(scores))

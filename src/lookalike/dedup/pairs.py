@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+# What a saved record's pairs were searched by; a record of other searches is not reused (an update would
+# search only the new rows, so pairs of old rows that a new search finds would be missed). 2: crops.
+SEARCHES = 2
 PIXEL, KEYPOINT, EXACT = 0, 1, 2  # how a pair was verified: thumbnails aligned, keypoints matched, same content
 
 
@@ -90,7 +93,8 @@ class Verified:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
             np.savez(f, hashes=np.array([h or "" for h in content_hashes]), pairs=self.pairs.astype(np.int32),
-                     scores=self.scores, kind=self.kind, candidate_cosine=candidate_cosine, keypoints=keypoints)
+                     scores=self.scores, kind=self.kind, candidate_cosine=candidate_cosine, keypoints=keypoints,
+                     searches=SEARCHES)
 
     @classmethod
     def load(cls, path: str | Path, content_hashes: Sequence[str | None], candidate_cosine: float,
@@ -102,7 +106,9 @@ class Verified:
         if not path.is_file():
             return None
         with np.load(path) as f:
-            if float(f["candidate_cosine"]) != candidate_cosine or bool(f["keypoints"]) != keypoints:
+            searches = int(f["searches"]) if "searches" in f else 1
+            if float(f["candidate_cosine"]) != candidate_cosine or bool(f["keypoints"]) != keypoints \
+                    or searches != SEARCHES:
                 return None
             first: dict[str, int] = {}
             for row, h in enumerate(content_hashes):
