@@ -6,7 +6,8 @@ Real EfficientNet-Lite0 embeddings (1280-d) of the first N Fashion-MNIST images 
 ``--dims 512`` projects them to 512-d (seeded Gaussian projection, renormalised: the size of CLIP's).
 Each job runs in a fresh process (so peak RSS is its own, imports included); the vectors are given to
 every tool, so no job embeds anything. lookalike's duplicate finder also reads the 28-px images (its
-thumbnails are made during embedding in real use; here from the arrays, and timed).
+thumbnails are made during embedding in real use; here from the arrays, and timed), and once more upscaled
+to 64 px: images larger than a thumbnail, which the crop search and keypoint matching look at.
 
 The floor is the bare bf16 product that an exact graph cannot avoid (every row against every row, in
 the same blocks, nothing selected); the exact graph's ratio to it is printed, and its recall@50 and top-1
@@ -80,21 +81,30 @@ def lookalike_all(v: np.ndarray, labels: np.ndarray) -> None:
     maps.clusters(maps.layout(v, graph))
 
 
-def _duplicates(v: np.ndarray, graph: Any) -> None:
-    """The duplicate finder as `lookalike duplicates` runs it (28-px images: too small for keypoints)."""
+def _duplicates(v: np.ndarray, graph: Any, side: int = 28) -> None:
+    """The duplicate finder as `lookalike duplicates` runs it, on the images at ``side`` pixels: at 28 (as they
+    are) too small for keypoints or the crop search; upscaled to 64, large enough for the crop search."""
     from PIL import Image
 
     from lookalike.dedup import find_duplicates
     from lookalike.thumbnails import image_facts
 
     images, _ = fashion_mnist(len(v))
-    facts = [image_facts(Image.fromarray(a)) for a in images]
-    find_duplicates(facts, [str(i) for i in range(len(v))], [None] * len(v), graph=graph.first(10),
-                    open_image=lambda r: Image.fromarray(images[r]))
+
+    def image(row: int) -> Image.Image:
+        im = Image.fromarray(images[row])
+        return im if side == 28 else im.resize((side, side), Image.Resampling.BICUBIC)
+
+    facts = [image_facts(image(r)) for r in range(len(images))]
+    find_duplicates(facts, [str(i) for i in range(len(v))], [None] * len(v), graph=graph.first(10), open_image=image)
 
 
 def lookalike_duplicates(v: np.ndarray, labels: np.ndarray) -> None:
     _duplicates(v, _graph(v))
+
+
+def lookalike_duplicates_64px(v: np.ndarray, labels: np.ndarray) -> None:
+    _duplicates(v, _graph(v), side=64)
 
 
 def _brain_dataset(n: int) -> Any:
@@ -143,6 +153,7 @@ JOBS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
     "lookalike: exact 50-NN graph, fp32": exact_fp32,
     "lookalike: 50-NN graph (default path)": lookalike_graph,
     "lookalike: near duplicates (graph + pixels)": lookalike_duplicates,
+    "lookalike: near duplicates, images at 64 px": lookalike_duplicates_64px,
     "lookalike: graph + all analyses": lookalike_all,
     "fiftyone-brain: near duplicates": brain_near_duplicates,
     "fiftyone-brain: uniqueness": brain_uniqueness,

@@ -3,11 +3,13 @@ brightened, flipped, cropped or rotated), grouped, with a keep/remove plan and l
 
 Embeddings alone both miss copies and confuse look-alikes (distinct images at cosine 0.99), so:
 
-1. **Candidates** come from two neighbour searches: the embedding kNN graph (pairs above
-   ``candidate_cosine``) and a kNN search over small grey thumbnails and their mirror images
-   (pixel look-alikes the model may place apart).
+1. **Candidates** come from three neighbour searches: the embedding kNN graph (pairs above
+   ``candidate_cosine``), a kNN search over small grey thumbnails and their mirror images (pixel
+   look-alikes the model may place apart), and, among images larger than a thumbnail, a search of each
+   thumbnail among windows of the others (re-crops, which both other searches miss: :mod:`.crops`).
 2. **Verification** aligns each candidate pair at pixel level: the best normalised cross-correlation of
-   the thumbnails' centres over mirror, scale (crop) and shift, batched as grouped convolutions. A pair
+   the thumbnails' centres over mirror, scale (crop) and shift, batched as grouped convolutions (a crop
+   candidate: over crop views of its source, :func:`.crops.verify_crops`). A pair
    is a duplicate at or above ``threshold`` when it also stands out of both images' crowds of
    look-alikes (see ``CROWD_RANK``): distinct images that merely look alike rarely line up pixel for
    pixel, and where a whole crowd does (28-px trousers), no single pair stands out of it.
