@@ -13,6 +13,8 @@ JPEG quality 30, a 1-2 px shift, brightness +-10%, a horizontal flip, a 10% crop
   each other (6 pairs a photo).
 - ``photo-groups``: the same 20 photos among the textiles, each with five copies, one per augmentation of
   the first two sets: groups of 6 (15 pairs a photo), larger than the crowd rule lets thumbnails find.
+- ``crops``: the 20 photos among the textiles; 200 of the textiles and every photo re-cropped: 5-25% of each
+  side cut (one share for both sides), off-centre, resized back.
 Embeddings: EfficientNet-Lite0 at 112 px. Prints pair precision and recall at each method's default
 (and lookalike at other thresholds, and without keypoint matching), counting only planted pairs as true.
 """
@@ -28,7 +30,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from common import CACHE, fashion_mnist, textile_files
+from common import CACHE, fashion_mnist, textile_files, write_results
 from lookalike.dedup import DEFAULT_THRESHOLD, find_duplicates
 from lookalike.graph import exact_knn
 from lookalike.thumbnails import image_facts
@@ -126,9 +128,15 @@ def brain_pairs(vectors: np.ndarray) -> set[tuple[int, int]]:
     return pairs
 
 
-def pr(found: set[tuple[int, int]], truth: set[tuple[int, int]]) -> str:
+FIGURES: dict[str, dict[str, dict[str, float]]] = {}  # set -> method -> figures, written as JSON
+
+
+def pr(found: set[tuple[int, int]], truth: set[tuple[int, int]], record: tuple[str, str] | None = None) -> str:
     tp = len(found & truth)
-    return f"P {tp / max(1, len(found)):.3f}  R {tp / len(truth):.3f}  ({len(found)} pairs)"
+    p, r = tp / max(1, len(found)), tp / len(truth)
+    if record:
+        FIGURES.setdefault(record[0], {})[record[1]] = {"precision": p, "recall": r, "pairs": len(found)}
+    return f"P {p:.3f}  R {r:.3f}  ({len(found)} pairs)"
 
 
 def run(name: str, rng: np.random.Generator) -> None:
@@ -161,7 +169,8 @@ def run(name: str, rng: np.random.Generator) -> None:
         default = th == DEFAULT_THRESHOLD and keypoints
         mark = f" (default; thumbnails {facts_s:.1f} s + graph and pairs {time.perf_counter() - t:.1f} s)" \
             if default else "" if keypoints else f" without keypoint matching ({time.perf_counter() - t:.1f} s)"
-        print(f"  lookalike threshold {th}: {pr(found, truth)}{mark}")
+        method = f"lookalike {th}" + ("" if keypoints else " without keypoints")
+        print(f"  lookalike threshold {th}: {pr(found, truth, (name, method))}{mark}")
         if default:
             print(f"  candidates cover {len(set(scores) & truth) / len(truth):.1%} of planted pairs")
             for kind in dict.fromkeys(k for _, k in copies):
@@ -173,7 +182,8 @@ def run(name: str, rng: np.random.Generator) -> None:
             print(f"  found pairs among the original images (not planted, so counted false): {len(unplanted)}, "
                   f"of which {same} differ by under 2 grey levels per pixel (copies already in the data)")
     t = time.perf_counter()
-    print(f"  fiftyone-brain default: {pr(brain_pairs(vectors), truth)}  {time.perf_counter() - t:.1f} s")
+    print(f"  fiftyone-brain default: {pr(brain_pairs(vectors), truth, (name, 'fiftyone-brain'))}  "
+          f"{time.perf_counter() - t:.1f} s")
 
 
 def main() -> None:
@@ -182,6 +192,7 @@ def main() -> None:
     args = p.parse_args()
     for name in args.sets:
         run(name, np.random.default_rng(0))
+    write_results("duplicates", FIGURES)
 
 
 if __name__ == "__main__":
