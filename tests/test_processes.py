@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -67,3 +68,44 @@ def test_app_command_serves_the_dataset(tree: Path, dataset_name: str) -> None:
     finally:
         app.terminate()
         app.wait(timeout=30)
+
+
+DECODING_CHILD = """
+import sys, time
+import torch
+from lookalike.embedding import _decode
+for batch in _decode(sys.argv[1:] * 50, lambda im: torch.zeros(3, 224, 224), 2, 2):
+    print("batch", flush=True)  # then read slowly: the workers fill their result pipe and wait
+    time.sleep(1)
+"""
+
+
+def test_decode_workers_die_with_a_killed_run(tmp_path: Path) -> None:
+    """kill -9 of a run leaves no decode worker behind. Torch's watchdog stopped the orphans only seconds
+    later (3 s here; a user saw them asleep 18 minutes after killing `lookalike embed`)."""
+    import signal
+
+    import psutil
+    from PIL import Image
+
+    files = []
+    for i in range(4):
+        Image.new("RGB", (64, 64), (60 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+    run = subprocess.Popen([sys.executable, "-c", DECODING_CHILD, *files], stdout=subprocess.PIPE, text=True)
+    workers: list[psutil.Process] = []
+    try:
+        assert run.stdout is not None and run.stdout.readline() == "batch\n"
+        workers = psutil.Process(run.pid).children(recursive=True)
+        assert len(workers) == 2
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline and any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE
+                                                  for w in workers):
+            time.sleep(0.05)
+        assert not [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        for process in [run, *workers]:
+            with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+                process.kill()

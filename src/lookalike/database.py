@@ -15,19 +15,11 @@ import importlib.util
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from .exceptions import LookalikeError
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: be sent SIGTERM when the parent dies, however it dies (Linux)."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+from .processes import die_with_parent
 
 
 def _free_port() -> int:
@@ -50,7 +42,7 @@ def start_private_database(folder: str | Path, timeout: float = 60.0) -> str:
     process = subprocess.Popen([str(mongod), "--dbpath", str(folder), "--port", str(port), "--bind_ip", "127.0.0.1",
                                 "--nounixsocket", "--logpath", str(folder / "mongod.log")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                               preexec_fn=die_with_parent)
     atexit.register(process.terminate)
     deadline = time.monotonic() + timeout
     while True:

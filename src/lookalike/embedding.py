@@ -12,6 +12,7 @@ quality issues later decodes nothing that was embedded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .processes import decode_worker_init
 from .thumbnails import THUMB, ImageFacts, Thumbnails, image_facts
 
 if TYPE_CHECKING:
@@ -220,6 +222,7 @@ def _decode(paths: Sequence[str], preprocess: Callable[[Any], Any] | None, batch
         num_workers=num_workers if len(paths) > batch_size else 0,
         collate_fn=_collate,
         pin_memory=pin_memory,
+        worker_init_fn=functools.partial(decode_worker_init, os.getpid()),
     )
     return loader
 
