@@ -82,9 +82,10 @@ def find_duplicates(
     fresh = without(without(candidate_pairs(graph, thumbs, candidate_cosine, exact_max, new), old_pixel), exact)
     big = np.flatnonzero(np.minimum(images.widths, images.heights) >= CROP_MIN_SIDE)
     crops = crop_pairs(thumbs, big, exact_max, new)  # (crop, source): the order verification needs
-    crops = crops[~among(np.sort(crops, axis=1), exact)]
-    scores = [old_pixel_scores, verify(thumbs, fresh), verify_crops(thumbs, crops)]
-    pixel, pixel_scores = strongest(np.concatenate([old_pixel, fresh, np.sort(crops, axis=1)]), np.concatenate(scores))
+    ordered = np.sort(crops, axis=1)  # as i < j, like every other pair
+    kept = ~among(ordered, exact)
+    scores = [old_pixel_scores, verify(thumbs, fresh), verify_crops(thumbs, crops[kept])]
+    pixel, pixel_scores = strongest(np.concatenate([old_pixel, fresh, ordered[kept]]), np.concatenate(scores))
     crowd = crowd_levels(n, pixel, pixel_scores)  # of the thumbnails: how alike an image's pixel look-alikes are
     near = pixel[(pixel_scores >= threshold) & stands_out(pixel_scores, crowd[pixel[:, 0]], crowd[pixel[:, 1]])]
     aligned, aligned_scores = earlier.of(KEYPOINT) if earlier is not None else empty

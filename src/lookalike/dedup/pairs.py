@@ -81,10 +81,8 @@ class Verified:
 
     def best(self) -> dict[tuple[int, int], float]:
         """The highest similarity of each pair."""
-        out: dict[tuple[int, int], float] = {}
-        for (i, j), score in zip(self.pairs.tolist(), self.scores.tolist(), strict=True):
-            out[(i, j)] = max(score, out.get((i, j), score))
-        return out
+        pairs, scores = strongest(self.pairs, self.scores)
+        return {(i, j): score for (i, j), score in zip(pairs.tolist(), scores.tolist(), strict=True)}
 
     def save(self, path: str | Path, content_hashes: Sequence[str | None], candidate_cosine: float,
              keypoints: bool) -> None:
