@@ -4,6 +4,7 @@ tag images by words, and map the embedding space of labeled image datasets.
 FiftyOne holds the dataset, CLIP (open_clip) or another registered model embeds it, Qdrant indexes it.
 """
 
+from . import notices
 from .api import (
     DuplicateSet,
     EmbeddingMap,
@@ -30,6 +31,7 @@ from .api import (
 from .config import Config, load_config
 from .datasets import load
 from .demo import run
+from .display import Results, show
 from .exceptions import (
     ConfigError,
     DatasetNotFoundError,
@@ -47,6 +49,8 @@ from .index import EdgeIndex, ExactIndex, Hit, QdrantIndex, VectorIndex
 from .models import Embedder, get_embedder, list_models, register_model
 
 __version__ = "0.1.0"
+
+notices.install()
 
 __all__ = [
     "Config",
@@ -69,6 +73,7 @@ __all__ = [
     "Outlier",
     "QdrantIndex",
     "QualityIssue",
+    "Results",
     "SourceError",
     "Suspect",
     "Tagged",
@@ -92,6 +97,7 @@ __all__ = [
     "quality",
     "register_model",
     "run",
+    "show",
     "similar",
     "tag",
 ]

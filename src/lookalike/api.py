@@ -22,6 +22,7 @@ from .config import Config, load_config
 from .context import VECTORS_SUFFIX, Context, RunRows
 from .datasets import find_label_field, get_dataset, sample_table, write_fields
 from .dedup import DEFAULT_THRESHOLD
+from .display import Results
 from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_files, hash_files
 from .exceptions import ConfigError, IndexMismatchError, NotEmbeddedError
 from .finders import Findings
@@ -304,7 +305,7 @@ def similar(
     model: str | None = None,
     config: Config | None = None,
     save_view: bool = True,
-) -> list[Match]:
+) -> Results[Match]:
     """The ``k`` samples of a dataset (by name) or a FiftyOne view most similar to a query, most similar first.
 
     Give exactly one of ``image`` (a file), ``sample`` (a sample id), ``text`` (needs a CLIP model), or
@@ -336,7 +337,7 @@ def similar(
     else:
         vec, ids = _examples([sample or image or ""], dataset, index, model_once, run.dim)
         hits = index.query(vec, k, where, exclude=ids, min_score=min_score)[0]
-    matches = [_match(h) for h in hits]
+    matches = Results(_match(h) for h in hits)
     if save_view:
         dataset.save_view(SIMILAR_VIEW, dataset.select([m.id for m in matches], ordered=True), overwrite=True)
     return matches
@@ -384,7 +385,7 @@ def find(finder: str, name: str | Any, *, model: str | None = None, config: Conf
 
 def mislabels(name: str | Any, *, k: int = DEFAULT_K, max_ratio: float = DEFAULT_MAX_RATIO,
               prediction_field: str | None = None, probe: bool = True, model: str | None = None,
-              config: Config | None = None) -> list[Suspect]:
+              config: Config | None = None) -> Results[Suspect]:
     """Score every labeled sample of a dataset (by name) or view for a wrong label from its embedding
     neighbours and a cross-validated linear probe on its vector (``probe=False``: neighbours only).
 
@@ -394,13 +395,13 @@ def mislabels(name: str | Any, *, k: int = DEFAULT_K, max_ratio: float = DEFAULT
     ``prediction_field``: a Classification field of model predictions (confidence or logits) to combine
     with the neighbours. See :mod:`lookalike.label_issues` for the method.
     """
-    return find("mislabels", name, model=model, config=config, k=k, max_ratio=max_ratio,
-                prediction_field=prediction_field, probe=probe).records
+    return Results(find("mislabels", name, model=model, config=config, k=k, max_ratio=max_ratio,
+                        prediction_field=prediction_field, probe=probe).records)
 
 
 def duplicates(name: str | Any, *, threshold: float = DEFAULT_THRESHOLD, keep: str = "largest", keypoints: bool = True,
                model: str | None = None, config: Config | None = None, progress: Progress | None = None
-               ) -> list[DuplicateSet]:
+               ) -> Results[DuplicateSet]:
     """Exact and near duplicates among the embedded samples of a dataset (by name) or view, largest group
     first.
 
@@ -415,8 +416,8 @@ def duplicates(name: str | Any, *, threshold: float = DEFAULT_THRESHOLD, keep: s
     is deleted. The pairs verified are kept beside the store: a rerun after a few images were added verifies
     only pairs with those.
     """
-    return find("duplicates", name, model=model, config=config, progress=progress, threshold=threshold, keep=keep,
-                keypoints=keypoints).records
+    return Results(find("duplicates", name, model=model, config=config, progress=progress, threshold=threshold,
+                        keep=keep, keypoints=keypoints).records)
 
 
 def compute_map(name: str | Any, *, colour_by: str = "label", plot_path: str | Path | None = None, seed: int = 0,
@@ -435,21 +436,22 @@ def compute_map(name: str | Any, *, colour_by: str = "label", plot_path: str | P
     return found.records[0]
 
 
-def quality(name: str | Any, *, config: Config | None = None, progress: Progress | None = None) -> list[QualityIssue]:
+def quality(name: str | Any, *, config: Config | None = None, progress: Progress | None = None
+            ) -> Results[QualityIssue]:
     """Image quality issues (dark, bright, blurry, low information, grayscale, odd size, odd aspect ratio) of
     every readable sample of a dataset (by name) or view, flagged ones first, most severe first. No embeddings
     needed: measured in the decode pass (cached). Writes ``quality_<issue>`` scores (0..1, 0.5 at the flag),
     ``quality_issues`` (the flagged issues) and ``quality_score`` (the highest), tags the flagged samples
     ``quality-issue`` and saves them as the view ``lookalike-quality``. See :mod:`lookalike.image_quality`."""
-    return find("quality", name, config=config, progress=progress).records
+    return Results(find("quality", name, config=config, progress=progress).records)
 
 
 def outliers(name: str | Any, *, k: int = OUTLIER_K, model: str | None = None, config: Config | None = None
-             ) -> list[Outlier]:
+             ) -> Results[Outlier]:
     """Every embedded sample of a dataset (by name) or view scored for being far from all others, most
     outlying first: ``outlier_score`` (0..1, 0.5 at the flag) and ``outlier_flag``, tag ``outlier``, view
     ``lookalike-outliers``. See :mod:`lookalike.outlier_scores`."""
-    return find("outliers", name, model=model, config=config, k=k).records
+    return Results(find("outliers", name, model=model, config=config, k=k).records)
 
 
 def evaluate(name: str | Any, *, k: int = 10, index_queries: int = INDEX_QUERIES, model: str | None = None,
@@ -463,11 +465,11 @@ def evaluate(name: str | Any, *, k: int = 10, index_queries: int = INDEX_QUERIES
 
 
 def tag(name: str | Any, vocab: Sequence[str] | str, *, top: int = 3, prompt: str = "a photo of a {}",
-        model: str | None = None, config: Config | None = None) -> list[Tagged]:
+        model: str | None = None, config: Config | None = None) -> Results[Tagged]:
     """Zero-shot tags of every embedded image of a dataset (by name) or view, from the words of ``vocab`` (a
     list, or a file of one word a line), by the run's CLIP text tower: the ``top`` words and their
     probabilities into the Classifications field ``zero_shot``; ``zero_shot_confidence`` (the top one's) and
     ``zero_shot_disagrees`` (its top word is another word of the vocabulary than its label). A run of a
     model without a text tower raises :class:`~lookalike.exceptions.TextNotSupportedError`."""
     words = [vocab] if isinstance(vocab, str) else list(vocab)
-    return find("tag", name, model=model, config=config, vocab=words, top=top, prompt=prompt).records
+    return Results(find("tag", name, model=model, config=config, vocab=words, top=top, prompt=prompt).records)

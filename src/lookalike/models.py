@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .exceptions import TextNotSupportedError, UnknownModelError
+from .exceptions import ModelError, TextNotSupportedError, UnknownModelError
 
 if TYPE_CHECKING:
     import torch
@@ -187,7 +187,7 @@ def _clip(arch: str | None, pretrained: str | None, image_size: int | None, devi
         weights = "random"
         log.warning("clip:%s has random weights: fine for testing plumbing, meaningless for search", arch)
     else:
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag)
+        model, preprocess = _pretrained_clip(arch, tag)
         weights = f"file-{_file_digest(tag)}" if Path(tag).is_file() else tag
     model = model.to(device).eval()
     tokenizer = open_clip.get_tokenizer(arch)
@@ -209,6 +209,42 @@ def _clip(arch: str | None, pretrained: str | None, image_size: int | None, devi
         device=device,
         spec={"name": f"clip:{arch}", "pretrained": tag},
     )
+
+
+def _pretrained_clip(arch: str, tag: str) -> tuple[Any, Any]:
+    """open_clip's model and preprocessing with weights ``tag`` (a file, or a tag fetched from the model hub
+    once and cached), or a ModelError in one line: open_clip logs its own error before raising, and without
+    a route to the hub huggingface_hub retries for a minute."""
+    import open_clip
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    offline = not Path(tag).is_file() and not _hub_reachable(constants.ENDPOINT)
+    if offline:
+        constants.HF_HUB_OFFLINE = True  # cached weights still load; a missing download fails in a second
+    logging.disable(logging.ERROR)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag)
+    except Exception as err:
+        cause = "no route to the model hub, and not in its local cache" if offline else \
+            (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise ModelError(f"clip:{arch} weights {tag!r} cannot be had here ({cause}); give a local "
+                         "checkpoint with --pretrained PATH, or use efficientnet-lite0 (offline)") from err
+    finally:
+        logging.disable(logging.NOTSET)
+        constants.HF_HUB_OFFLINE = saved
+    return model, preprocess
+
+
+def _hub_reachable(endpoint: str) -> bool:
+    import socket
+    import urllib.parse
+
+    try:
+        socket.create_connection((urllib.parse.urlsplit(endpoint).hostname or "", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
 
 
 def _register_tiny() -> None:

@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..datasets import write_fields
+from ..display import Results
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..context import Context
     from ..embedding import Progress
 
@@ -77,6 +80,20 @@ class Findings:
     @property
     def flagged(self) -> int:
         return 0 if self.flags is None else int(np.count_nonzero(self.flags))
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per sample looked at: its id, score and flag, most severe first."""
+        import pandas as pd
+
+        frame = pd.DataFrame({"id": self.ids, "score": self.scores})
+        if self.flags is not None:
+            frame["flagged"] = self.flags
+        return frame.sort_values("score", ascending=False, ignore_index=True)
+
+    def _repr_html_(self) -> str:
+        figures = ", ".join(f"{k}: {v}" for k, v in self.summary.items() if not isinstance(v, dict | list))
+        return (f"<p><b>{self.finder}</b>: {self.flagged} of {len(self.ids)} samples flagged; {figures}</p>"
+                + Results(self.records)._repr_html_())
 
 
 class Record:

@@ -13,6 +13,7 @@ import numpy as np
 from ..context import UPDATE_ABOVE
 from ..datasets import sample_table, values_in_order
 from ..dedup import DEFAULT_CANDIDATE_COSINE, DEFAULT_THRESHOLD, Verified, find_duplicates, open_for_keypoints
+from ..display import tile
 from ..embedding import EmbeddingCache, cache_image_facts
 from ..exceptions import ConfigError
 from ..graph import KnnGraph
@@ -51,6 +52,18 @@ class DuplicateSet(Record):
     leak: bool
     splits: list[str]
     members: list[Duplicate]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per member, with the group's columns (``Results.to_pandas``)."""
+        return [{"group": self.group, "kind": self.kind, "leak": self.leak, **m.to_dict()} for m in self.members]
+
+    def html(self, budget: int) -> tuple[str, int]:
+        """The members side by side (at most ``budget`` of them), the kept one marked."""
+        shown = self.members[:budget]
+        head = f"group {self.group}: {self.kind}{', leak across ' + ' / '.join(self.splits) if self.leak else ''}"
+        tiles = "".join(tile(m.to_dict(), m.filepath) for m in shown)
+        return (f"<div style='border:1px solid #ccc;margin:2px;padding:2px'><div style='font-size:11px'>{head}</div>"
+                f"{tiles}</div>", len(shown))
 
 
 class Duplicates(Finder):

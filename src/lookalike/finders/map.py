@@ -16,6 +16,8 @@ from ..exceptions import ConfigError
 from .base import Finder, Findings, Option, Record
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..context import Context
     from ..embedding import Progress
 
@@ -34,6 +36,21 @@ class EmbeddingMap(Record):
     plot: str
     clusters: dict[int, int]  # cluster number -> size; -1: in no cluster
     most_unique: list[tuple[str, float]]  # (sample id, uniqueness), most unique first
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The clusters by size: ``cluster``, ``size`` (cluster -1: samples in none)."""
+        import pandas as pd
+
+        return pd.DataFrame(sorted(self.clusters.items(), key=lambda kv: -kv[1]), columns=["cluster", "size"])
+
+    def _repr_html_(self) -> str:
+        from ..display import image_uri
+
+        uri = image_uri(self.plot, 640) if self.plot else None
+        plot = f'<img src="{uri}" style="max-width:640px">' if uri else ""
+        sizes = ", ".join(f"{c}: {n}" for c, n in sorted(self.clusters.items(), key=lambda kv: -kv[1])[:20])
+        return (f"<p><b>map</b> of {self.samples} samples (brain run {self.brain_key!r}, the App's Embeddings "
+                f"panel); clusters by size: {sizes}</p>{plot}")
 
 
 def _earlier_map(path: Path | None, keys: list[str], seed: int, min_size: int | None

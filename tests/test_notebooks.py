@@ -1,0 +1,97 @@
+"""Every notebook in notebooks/ runs top to bottom (nbclient, a real kernel) on real Fashion-MNIST images, and
+what it prints shows the planted answers found and the results rendered as thumbnails."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lookalike.demo import FASHION_MNIST_DIR
+
+NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+
+pytestmark = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(name: str) -> tuple[str, list[str]]:
+    """Execute a notebook (its App on a free port): its printed text and the HTML it rendered."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    Path.home().mkdir(parents=True, exist_ok=True)  # IPython keeps its profile there
+    book: Any = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    for cell in book.cells:
+        assert cell.cell_type != "code" or not cell.outputs, f"{name} is stored with outputs"
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source = re.sub(r"PORT = \d+", f"PORT = {_free_port()}", cell.source)
+    NotebookClient(book, timeout=600, kernel_name="python3").execute()
+    text, html = [], []
+    for cell in book.cells:
+        for out in cell.get("outputs", []):
+            text.append(out.get("text", "") + out.get("data", {}).get("text/plain", ""))
+            html.append(out.get("data", {}).get("text/html", ""))
+    return "\n".join(text), [h for h in html if h]
+
+
+def _figure(pattern: str, text: str) -> tuple[int, ...]:
+    found = re.search(pattern, text)
+    assert found, f"no {pattern!r} in the notebook's output"
+    return tuple(int(g) for g in found.groups())
+
+
+def test_every_notebook_is_tested() -> None:
+    assert {p.stem for p in NOTEBOOKS.glob("*.ipynb")} == {
+        "01-quickstart", "02-error-analysis", "03-deduplicate", "04-explore-clusters", "05-rare-object"}
+
+
+def test_quickstart() -> None:
+    text, html = _run("01-quickstart")
+    assert "500 of 500 embedded" in text
+    assert _figure(r"share of ankle boots: (\d)", text) == (1,)  # 1.0: three boots, away from a sandal
+    assert sum("data:image/png;base64" in h for h in html) >= 2  # similar results render as thumbnails
+    assert any("<iframe" in h for h in html)  # the App, inline
+
+
+def test_error_analysis() -> None:
+    text, html = _run("02-error-analysis")
+    caught, planted = _figure(r"(\d+) of (\d+) planted labels among them", text)
+    assert planted == 12 and caught >= 8
+    restored, _ = _figure(r"(\d+) of (\d+) planted labels restored", text)
+    assert restored >= 4
+    assert "precision_at_k" in text and any("&rarr;" in h for h in html)  # suggested labels shown
+
+
+def test_deduplicate() -> None:
+    text, html = _run("03-deduplicate")
+    (planted,) = _figure(r"(\d+) copies planted", text)
+    groups, leaks = _figure(r"(\d+) groups, (\d+) leak across splits", text)
+    assert groups >= leaks
+    assert leaks >= planted  # every copy planted in test leaks a train image
+    total, kept = _figure(r"(\d+) samples, (\d+) kept", text)
+    exported, all_kept = _figure(r"(\d+) images exported to .* the dataset keeps all (\d+)", text)
+    assert kept < total and exported == kept and all_kept == total  # nothing deleted in place
+    assert any("group " in h and "data:image/png;base64" in h for h in html)
+
+
+def test_explore_clusters() -> None:
+    text, html = _run("04-explore-clusters")
+    assert re.search(r"cluster \d+: \d+ samples", text)
+    assert any("image/png" in h for h in html)  # the map plot, inline
+    assert any("<iframe" in h for h in html)
+
+
+def test_rare_object() -> None:
+    text, _ = _run("05-rare-object")
+    found, total = _figure(r"(\d+) of (\d+) Bag images found", text)
+    assert found >= 15 and total > found
+    assert "to-label-bag" in text
