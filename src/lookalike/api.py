@@ -282,9 +282,14 @@ def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | Qdra
                 f"sample {ids} has no vector (its image may be unreadable: see its {ERROR_FIELD} field)"
             ) from e
     if files:
-        from PIL import Image
+        from .images import open_image
 
-        images = [Image.open(f).convert("RGB") for f in files]
+        images = []
+        for f in files:
+            try:
+                images.append(open_image(f))
+            except Exception as e:  # a query image the decoder refuses: say which and why, in one line
+                raise ConfigError(f"cannot use {f} as a query image: {type(e).__name__}: {e}") from e
         rows.append(model().embed_pil(images))
     return np.concatenate(rows) if rows else np.zeros((0, dim), np.float32), ids
 

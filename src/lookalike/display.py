@@ -27,13 +27,11 @@ R = TypeVar("R")
 def image_uri(path: str, side: int = THUMB_SIDE) -> str | None:
     """A ``data:`` URI of the image at ``path``, upright (EXIF) and at most ``side`` pixels a side; None where
     the file cannot be decoded."""
-    from PIL import Image, ImageOps
+    from .images import open_image
 
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (side, side))  # JPEGs decode at a fraction of their size
-            small = ImageOps.exif_transpose(im).convert("RGB")
-            small.thumbnail((side, side))
+        small = open_image(path, draft=(side, side))  # JPEGs decode at a fraction of their size
+        small.thumbnail((side, side))
     except Exception:  # a result's file may have gone or be unreadable: the caption still shows
         return None
     buffer = io.BytesIO()

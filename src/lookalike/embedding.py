@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .images import open_image
 from .processes import decode_worker_init
 from .thumbnails import THUMB, ImageFacts, Thumbnails, image_facts
 
@@ -197,12 +198,9 @@ class _Decoder:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Decoded:
-        from PIL import Image
-
         try:
-            with Image.open(self.paths[i]) as im:
-                im.load()
-                return i, self.preprocess(im) if self.preprocess else None, image_facts(im), None
+            im = open_image(self.paths[i])
+            return i, self.preprocess(im) if self.preprocess else None, image_facts(im), None
         except Exception as e:  # any decoder failure is recorded, never fatal
             return i, None, None, f"cannot decode image: {type(e).__name__}: {e}"
 
@@ -303,5 +301,8 @@ def embed_files(
                 else:
                     result.errors[i] = result.errors[first]
     for i, err in result.errors.items():
-        log.warning("skipped %s: %s", paths[i], err)
+        log.info("skipped %s: %s", paths[i], err)
+    if result.errors:  # one line: the summary (and the CLI) list them
+        log.warning("%d of %d files skipped: unreadable or not decodable (their reasons: the summary's `failed`, "
+                    "the field embed_error)", len(result.errors), len(paths))
     return result

@@ -46,11 +46,10 @@ class Keypoints:
 
 def open_for_keypoints(path: str) -> Image.Image:
     """An image file, grey, decoded at about ``KEYPOINT_SIDE`` a side where the format allows (JPEG)."""
-    from PIL import Image
+    from ..images import open_image
 
-    with Image.open(path) as im:
-        im.draft("L", (KEYPOINT_SIDE, KEYPOINT_SIDE))  # JPEG: decode at a reduced scale, no smaller than asked
-        return im.convert("L")
+    # JPEG: decoded at a reduced scale, no smaller than asked; upright, like the thumbnails it is compared with.
+    return open_image(path, draft=(KEYPOINT_SIDE, KEYPOINT_SIDE)).convert("L")
 
 
 def keypoint_view(image: Image.Image) -> np.ndarray:
