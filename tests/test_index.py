@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import socket
+import threading
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +137,55 @@ def test_dimension_mismatch_is_refused_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_unreachable_server_fails_fast_naming_the_url() -> None:
+    started = time.monotonic()
     with pytest.raises(IndexUnreachableError, match=r"127\.0\.0\.1:9"):
-        QdrantIndex.connect("c", 8, url="http://127.0.0.1:9", timeout=2)
+        QdrantIndex.connect("c", 8, url="http://127.0.0.1:9")
+    assert time.monotonic() - started < 5
+
+
+@contextmanager
+def _server(answer: bytes | None) -> Iterator[str]:
+    """A local TCP server that accepts and then says ``answer`` (None: nothing, ever); yields its URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if answer is not None:
+                conn.recv(65536)
+                conn.sendall(answer)
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def test_a_hanging_server_fails_within_5_s_naming_the_url() -> None:
+    with _server(None) as url:
+        started = time.monotonic()
+        with pytest.raises(IndexUnreachableError, match=re.escape(url) + ".*no answer within 4 s"):
+            QdrantIndex.connect("c", 8, url=url)
+        assert time.monotonic() - started < 5
+
+
+def test_a_server_that_is_not_qdrant_is_named() -> None:
+    page = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot here\n"
+    with _server(page) as url, pytest.raises(IndexUnreachableError, match=re.escape(url) + " answered HTTP 404"):
+        QdrantIndex.connect("c", 8, url=url)
+
+
 
 
 def test_bad_vectors_are_refused(data: tuple) -> None:

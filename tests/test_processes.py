@@ -17,8 +17,10 @@ from lookalike.index import EdgeIndex
 
 QUERY_IN_CHILD = """
 import sys, numpy as np
+import lookalike.index
 from lookalike.index import EdgeIndex
 from lookalike.exceptions import IndexError_
+lookalike.index.STORE_WAIT = float(sys.argv[2])
 index = EdgeIndex(sys.argv[1], 4, "m")
 try:
     print(index.query(np.eye(4, dtype=np.float32)[:1], 1)[0][0].id)
@@ -27,20 +29,45 @@ except IndexError_ as e:
 """
 
 
-def _child_query(path: Path) -> str:
-    out = subprocess.run([sys.executable, "-c", QUERY_IN_CHILD, str(path)], capture_output=True, text=True,
+def _child_query(path: Path, wait: float) -> str:
+    out = subprocess.run([sys.executable, "-c", QUERY_IN_CHILD, str(path), str(wait)], capture_output=True, text=True,
                          timeout=120, check=True)
     return out.stdout.strip()
 
 
-def test_two_processes_use_one_store_in_turn(tmp_path: Path) -> None:
+def test_a_store_held_too_long_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     index = EdgeIndex(tmp_path / "store", 4, "m")
     index.upsert(["a" * 24, "b" * 24], np.eye(4, dtype=np.float32)[:2], [{}, {}])
-    with index.session():  # this process holds the store: the other is refused with a clear message
-        answer = _child_query(tmp_path / "store")
+    with index.session():  # held past the other's patience (0.5 s here; STORE_WAIT by default)
+        answer = _child_query(tmp_path / "store", 0.5)
         assert answer.startswith("refused:") and "Another process" in answer
-    assert _child_query(tmp_path / "store") == "a" * 24  # released after the operation: the other gets it
+    assert _child_query(tmp_path / "store", 0.5) == "a" * 24  # released after the operation: the other gets it
     assert index.count() == 2  # and this process can open it again afterwards
+
+
+_HOLD = """
+import sys, time
+import numpy as np
+from lookalike.index import EdgeIndex
+index = EdgeIndex(sys.argv[1], 8, "m")
+with index.session():
+    index.upsert(["b" * 24], np.ones((1, 8), np.float32), [{"label": "theirs"}])
+    print("holding", flush=True)
+    time.sleep(1.5)
+"""
+
+
+def test_two_processes_take_the_embedded_store_in_turn(tmp_path: Path) -> None:
+    """The App server and a notebook: one holds the store while the other writes; the other waits, and
+    neither write is lost."""
+    path = tmp_path / "store"
+    EdgeIndex(path, 8, "m")
+    other = subprocess.Popen([sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, text=True)
+    assert other.stdout is not None and other.stdout.readline().strip() == "holding"
+    mine = EdgeIndex(path, 8, "m")
+    mine.upsert(["a" * 24], np.full((1, 8), 0.5, np.float32), [{"label": "mine"}])  # waits for the other
+    assert other.wait(timeout=30) == 0
+    assert {p["label"] for p in mine.payloads().values()} == {"mine", "theirs"}
 
 
 def _free_port() -> int:

@@ -33,6 +33,7 @@ from .datasets import load
 from .demo import run
 from .display import Results, show
 from .exceptions import (
+    BusyError,
     ConfigError,
     DatasetNotFoundError,
     IndexMismatchError,
@@ -53,6 +54,7 @@ __version__ = "0.1.0"
 notices.install()
 
 __all__ = [
+    "BusyError",
     "Config",
     "ConfigError",
     "DatasetNotFoundError",

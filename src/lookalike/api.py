@@ -12,6 +12,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from .index import EdgeIndex, Hit, QdrantIndex, open_index
 from .label_issues import DEFAULT_K, DEFAULT_MAX_RATIO
 from .models import Embedder, get_embedder
 from .outlier_scores import DEFAULT_K as OUTLIER_K
+from .processes import exclusive
 from .runs import HASH_FIELD, VECTOR_HASH, EmbeddingRun, index_payload, public_url
 
 if TYPE_CHECKING:
@@ -107,18 +109,19 @@ def embed(
     else:
         embedder = model
     home = config.index.home_path()
-    index = open_index(name, embedder.key, embedder.dim, url=config.index.url, api_key=config.index.api_key,
-                       home=home, rebuild=rebuild)
-    table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
-    cache = EmbeddingCache(home / "embeddings.sqlite")
-    try:
-        result = embed_files(table["filepath"], embedder, cache, batch_size=config.embed.batch_size,
-                             num_workers=config.embed.num_workers, progress=progress)
-    finally:
-        cache.close()
-    run = EmbeddingRun(dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim,
-                       spec=embedder.spec)
-    return _store_run(dataset, table, result, run, index, config, has_text=embedder.has_text)
+    with _embedding_lock(name, config):
+        index = open_index(name, embedder.key, embedder.dim, url=config.index.url, api_key=config.index.api_key,
+                           home=home, rebuild=rebuild)
+        table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
+        cache = EmbeddingCache(home / "embeddings.sqlite")
+        try:
+            result = embed_files(table["filepath"], embedder, cache, batch_size=config.embed.batch_size,
+                                 num_workers=config.embed.num_workers, progress=progress)
+        finally:
+            cache.close()
+        run = EmbeddingRun(dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim,
+                           spec=embedder.spec)
+        return _store_run(dataset, table, result, run, index, config, has_text=embedder.has_text)
 
 
 def import_vectors(
@@ -182,28 +185,35 @@ def import_vectors(
     if existing and existing.dim != dim and not rebuild:
         raise IndexMismatchError(f"{source}: {dim}-d vectors, but the run {model!r} holds {existing.dim}-d "
                                  "ones; give another --model-name, or --rebuild to replace it")
-    index = open_index(name, key, dim, url=config.index.url, api_key=config.index.api_key,
-                       home=config.index.home_path(), rebuild=rebuild)
-    row_of = {sid: r for r, sid in enumerate(table["id"])}
-    result = EmbedResult(hashes=[None] * len(table["id"]))
-    for r, sid in enumerate(id_list):
-        result.vectors[row_of[sid]] = normalised[r]
-        result.vector_hashes[row_of[sid]] = hashlib.blake2b(normalised[r].tobytes(), digest_size=8).hexdigest()
-    rows = sorted(result.vectors)
-    cache = EmbeddingCache(config.index.home_path() / "embeddings.sqlite")
-    try:
-        hashes, errors = hash_files([table["filepath"][i] for i in rows], cache)
-        decode_errors = cache_image_facts([table["filepath"][i] for i, h in zip(rows, hashes, strict=True) if h],
-                                          [h for h in hashes if h], cache, config.embed.num_workers, progress)
-    finally:
-        cache.close()
-    for i, h in zip(rows, hashes, strict=True):
-        result.hashes[i] = h
-    result.errors = {rows[j]: e for j, e in errors.items()}
-    result.errors.update({i: decode_errors[h] for i, h in zip(rows, hashes, strict=True) if h in decode_errors})
-    result.cached = len(rows)
-    run = EmbeddingRun(dataset=name, model=model, model_key=key, dim=dim, spec={"name": model}, imported=True)
-    return _store_run(dataset, table, result, run, index, config, has_text=False)
+    with _embedding_lock(name, config):
+        index = open_index(name, key, dim, url=config.index.url, api_key=config.index.api_key,
+                           home=config.index.home_path(), rebuild=rebuild)
+        row_of = {sid: r for r, sid in enumerate(table["id"])}
+        result = EmbedResult(hashes=[None] * len(table["id"]))
+        for r, sid in enumerate(id_list):
+            result.vectors[row_of[sid]] = normalised[r]
+            result.vector_hashes[row_of[sid]] = hashlib.blake2b(normalised[r].tobytes(), digest_size=8).hexdigest()
+        rows = sorted(result.vectors)
+        cache = EmbeddingCache(config.index.home_path() / "embeddings.sqlite")
+        try:
+            hashes, errors = hash_files([table["filepath"][i] for i in rows], cache)
+            decode_errors = cache_image_facts([table["filepath"][i] for i, h in zip(rows, hashes, strict=True) if h],
+                                              [h for h in hashes if h], cache, config.embed.num_workers, progress)
+        finally:
+            cache.close()
+        for i, h in zip(rows, hashes, strict=True):
+            result.hashes[i] = h
+        result.errors = {rows[j]: e for j, e in errors.items()}
+        result.errors.update({i: decode_errors[h] for i, h in zip(rows, hashes, strict=True) if h in decode_errors})
+        result.cached = len(rows)
+        run = EmbeddingRun(dataset=name, model=model, model_key=key, dim=dim, spec={"name": model}, imported=True)
+        return _store_run(dataset, table, result, run, index, config, has_text=False)
+
+
+def _embedding_lock(name: str, config: Config) -> AbstractContextManager[None]:
+    """One embedding (or import) of a dataset at a time, across processes: a second is refused at once."""
+    return exclusive(config.index.home_path() / "locks" / f"{hashlib.sha1(name.encode()).hexdigest()[:16]}.lock",
+                     f"an embedding of dataset {name!r}")
 
 
 def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedResult, run: EmbeddingRun,

@@ -8,6 +8,7 @@
     │   ├── UnknownModelError     the name is not in the registry
     │   └── TextNotSupportedError the model has no text tower
     ├── NotEmbeddedError       the dataset has no embeddings for that model yet
+    ├── BusyError              another process is running the same job on that dataset
     └── IndexError_            the vector index refused or failed
         ├── IndexMismatchError    an existing collection holds other vectors
         └── IndexUnreachableError the Qdrant server could not be reached
@@ -81,3 +82,7 @@ __all__ = [
     "TextNotSupportedError",
     "UnknownModelError",
 ]
+
+
+class BusyError(LookalikeError):
+    """Another process holds what this run needs exclusively (an embedding of the same dataset)."""

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import shutil
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +39,8 @@ Where = Mapping[str, str | Sequence[str]]
 PAYLOAD_KEYS = ("label", "split", "tags")  # indexed for filtering
 _UPSERT_BATCH = 1024
 _RETRIEVE_BATCH = 16_384  # points retrieved at a time
+STORE_WAIT = 120.0  # seconds to wait for another process to release the embedded store
+PROBE_TIMEOUT = 4.0  # seconds for a Qdrant server to answer its first request (a wrong URL fails within 5 s)
 
 
 @dataclass(frozen=True)
@@ -306,19 +309,36 @@ class EdgeIndex:
         if self._open is not None:
             yield self._open
             return
-        try:
-            self._open = self._qe.EdgeShard.load(str(self.path))
-        except Exception as e:
-            raise IndexError_(
-                f"cannot open the Qdrant store {self.path}: {e}. Another process (the App server, a notebook) "
-                "may hold it; close it there and retry"
-            ) from e
+        self._open = self._load_waiting()
         try:
             yield self._open
         finally:
             self._open.flush()
             self._open.close()
             self._open = None
+
+    def _load_waiting(self) -> Any:
+        """The shard, opened once no other process holds it: the App server and a notebook take it in turn,
+        each for one operation, so the other waits (up to ``STORE_WAIT`` seconds) instead of failing."""
+        deadline = time.monotonic() + STORE_WAIT
+        pause, said = 0.05, False
+        while True:
+            try:
+                return self._qe.EdgeShard.load(str(self.path))
+            except Exception as e:
+                held = "WouldBlock" in str(e)
+                if not held or time.monotonic() > deadline:
+                    raise IndexError_(
+                        f"cannot open the Qdrant store {self.path}: {e}. "
+                        + (f"Another process (the App server, a notebook) held it for over {STORE_WAIT} s; "
+                           "close it there and retry" if held else "Rebuild it with `lookalike embed DATASET "
+                           "--rebuild` if it was damaged")
+                    ) from e
+                if not said:
+                    log.info("the Qdrant store %s is in use by another process; waiting", self.path)
+                    said = True
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     def count(self) -> int:
         with self.session() as s:
@@ -448,6 +468,7 @@ class QdrantIndex:
 
         where = url or path or ":memory:"
         if url:
+            _probe(url, api_key)
             client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout), check_compatibility=False)
         else:
             client = QdrantClient(path=where)
@@ -536,6 +557,26 @@ class QdrantIndex:
 
     def drop(self) -> None:
         self.client.delete_collection(self.collection)
+
+
+def _probe(url: str, api_key: str | None) -> None:
+    """Fail within ``PROBE_TIMEOUT`` s, naming the URL, where no Qdrant server answers there: qdrant-client's
+    own timeout (long enough for a big upsert) would let a wrong or hanging address stall every command."""
+    import httpx
+
+    try:
+        response = httpx.get(url.rstrip("/") + "/collections", headers={"api-key": api_key} if api_key else None,
+                             timeout=PROBE_TIMEOUT)
+    except httpx.HTTPError as e:
+        reason = f"no answer within {PROBE_TIMEOUT:.0f} s" if isinstance(e, httpx.TimeoutException) else str(e)
+        raise IndexUnreachableError(f"cannot reach the Qdrant server at {url}: {reason or type(e).__name__}. "
+                                    "Check the URL and that the server is running") from e
+    if response.status_code in (401, 403):
+        raise IndexUnreachableError(f"the Qdrant server at {url} refused the API key (HTTP {response.status_code}); "
+                                    "check --qdrant-api-key or LOOKALIKE_QDRANT_API_KEY")
+    if response.status_code != 200 or "result" not in response.text:
+        raise IndexUnreachableError(f"{url} answered HTTP {response.status_code}, not as a Qdrant server does; "
+                                    "check the URL (Qdrant's REST port is 6333)")
 
 
 def open_index(dataset: str, model_key: str, dim: int, url: str | None = None, api_key: str | None = None,

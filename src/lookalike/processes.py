@@ -1,11 +1,17 @@
-"""Child processes that die with their parent (Linux): a run killed with ``kill -9`` or by the OOM killer
-leaves no worker or server behind, however it dies."""
+"""Processes that keep out of each other's way: children that die with their parent (Linux), so a run killed
+with ``kill -9`` or by the OOM killer leaves no worker or server behind, however it dies; and runs that hold
+a dataset exclusively (:func:`exclusive`), so two embeddings of one dataset never interleave their writes."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .exceptions import BusyError
 
 
 def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
@@ -25,3 +31,30 @@ def decode_worker_init(parent: int, worker_id: int) -> None:
     killed with its parent. Torch's own watchdog stops orphans only when it next looks: workers with a full
     result pipe lived 3-13 s after a kill -9 here, and a user saw them asleep 18 minutes later."""
     die_with_parent(signal.SIGKILL, parent)
+
+
+@contextmanager
+def exclusive(lock_file: Path, what: str) -> Iterator[None]:
+    """Hold ``lock_file`` (an advisory flock, released by the kernel however this process ends: a kill -9
+    leaves no stale lock) for the block, or raise :class:`BusyError` at once, naming ``what`` and the
+    holder's pid, when another process holds it."""
+    import fcntl
+
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise BusyError(f"{what} is already running (pid {holder}); wait for it to finish, or stop it "
+                            "and rerun (finished work is kept)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)
