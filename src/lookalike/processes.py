@@ -31,6 +31,10 @@ def decode_worker_init(parent: int, worker_id: int) -> None:
     killed with its parent. Torch's own watchdog stops orphans only when it next looks: workers with a full
     result pipe lived 3-13 s after a kill -9 here, and a user saw them asleep 18 minutes later."""
     die_with_parent(signal.SIGKILL, parent)
+    # The only thread of a decode worker that reports through sys.excepthook is multiprocessing's resource
+    # sharer, handing tensors to the parent: when the parent stops (Ctrl-C), its broken connection printed a
+    # traceback under the one line that matters. A real failure to hand one over fails in the parent.
+    sys.excepthook = _silent
 
 
 @contextmanager
@@ -58,3 +62,7 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
         finally:
             f.truncate(0)
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _silent(*_exc: object) -> None:
+    """An excepthook that says nothing."""
