@@ -27,7 +27,7 @@ from .display import Results
 from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_files, hash_files
 from .exceptions import ConfigError, IndexMismatchError, NotEmbeddedError
 from .finders import Findings
-from .finders.base import Record
+from .finders.base import Record, settle
 from .finders.duplicates import DuplicateSet
 from .finders.evaluate import INDEX_QUERIES
 from .finders.map import EmbeddingMap
@@ -395,6 +395,7 @@ def find(finder: str, name: str | Any, *, model: str | None = None, config: Conf
     from . import finders
 
     chosen = finders.get(finder)
+    settle(chosen, options)  # a wrong option is named before the dataset is opened
     return finders.run(chosen, Context.of(name, model, config), progress, **options)
 
 

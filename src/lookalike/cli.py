@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .config import Config, load_config
 from .exceptions import LookalikeError
@@ -176,8 +176,15 @@ def _add_option(sp: argparse.ArgumentParser, option: Option) -> None:
                     nargs="+" if option.many else None, default=None, help=text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose errors are one line (not the usage block above them): what was wrong and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lookalike", description="Curate and debug labeled image datasets: "
+    p = _Parser(prog="lookalike", description="Curate and debug labeled image datasets: "
                                 "FiftyOne + CLIP embeddings + Qdrant.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
@@ -271,12 +278,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Stderr(logging.StreamHandler):
+    """Logs to whatever ``sys.stderr`` is when a record comes (a notebook or a test may swap it between calls)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     ours = logging.getLogger("lookalike")  # FiftyOne configures its own loggers; leave them be
-    ours.addHandler(handler)
+    if not any(isinstance(h, _Stderr) for h in ours.handlers):  # main() called again in one process adds none
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
     ours.setLevel(logging.INFO if args.verbose else logging.WARNING)
     ours.propagate = False
     try:

@@ -101,19 +101,57 @@ _ENV: dict[str, tuple[str, str, type]] = {
 }
 
 
+SECTIONS = ("dataset", "embed", "index", "queries")
+# The least value of each numeric setting that works, and the values of each setting with choices.
+MINIMUM = {"demo_train": 0, "demo_test": 0, "image_size": 16, "batch_size": 1, "num_workers": 0,
+           "exact_graph_max": 0, "hnsw_above": 0, "k": 1, "examples": 0}
+CHOICES = {"precision": ("fp32", "bf16", "auto"), "graph_precision": ("auto", "bf16", "fp32")}
+_KINDS = {"str": str, "int": int, "float": float, "list[str]": list}
+
+
+def _of_type(value: Any, python_type: type) -> bool:
+    return isinstance(value, python_type) and not isinstance(value, bool)  # YAML's yes is not 1
+
+
+def _checked(section: str, key: str, value: Any, kind: str, origin: str) -> Any:
+    """``value`` if it fits the setting's type (``kind``: its annotation), bounds and choices, else a
+    ConfigError naming where it came from and the setting."""
+    name = f"--{key.replace('_', '-')}" if origin == "arguments" else f"{origin}: {section}.{key}"
+    allowed = [k.strip() for k in kind.split("|")]
+    if value is None:
+        if "None" in allowed:
+            return None
+        raise ConfigError(f"{name} needs a value")
+    wanted = next(k for k in allowed if k != "None")
+    python_type = _KINDS[wanted]
+    if not _of_type(value, python_type):
+        shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
+        raise ConfigError(f"{name} must be {'a list of strings' if wanted == 'list[str]' else 'a ' + wanted}, "
+                          f"got {shown}")
+    if wanted == "list[str]" and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name} must be a list of strings")
+    if key in MINIMUM and value < MINIMUM[key]:
+        raise ConfigError(f"{name} must be at least {MINIMUM[key]}, got {value}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{name} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    if wanted == "str" and not value.strip():
+        raise ConfigError(f"{name} must not be empty")
+    return value
+
+
 def _apply(config: Config, section: str, values: Mapping[str, Any], origin: str) -> None:
-    target = getattr(config, section, None)
+    target = getattr(config, section) if section in SECTIONS else None
     if target is None:
         raise ConfigError(
             f"{origin}: unknown section {section!r}; expected one of dataset, embed, index, queries"
         )
-    known = {f.name for f in dataclasses.fields(target)}
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(target)}
     for key, value in values.items():
-        if key not in known:
+        if key not in kinds:
             raise ConfigError(
-                f"{origin}: unknown setting {section}.{key}; expected one of {', '.join(sorted(known))}"
+                f"{origin}: unknown setting {section}.{key}; expected one of {', '.join(sorted(kinds))}"
             )
-        setattr(target, key, value)
+        setattr(target, key, _checked(section, key, value, kinds[key], origin))
 
 
 def load_config(
@@ -134,13 +172,18 @@ def load_config(
             raise ConfigError(f"config file {p} does not exist; see configs/ for examples")
         try:
             data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"config file {p} is not valid YAML{where}: {what}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
         for section, values in data.items():
             if not isinstance(values, dict):
-                raise ConfigError(f"{p}: section {section!r} must be a mapping")
+                raise ConfigError(f"{p}: section {section!r} must be a mapping of settings")
+            if any(not isinstance(key, str) for key in values):
+                raise ConfigError(f"{p}: section {section!r} has a setting whose name is not a word")
             _apply(config, section, values, str(p))
     for var, (section, key, kind) in _ENV.items():
         raw = os.environ.get(var)
@@ -148,6 +191,8 @@ def load_config(
             try:
                 _apply(config, section, {key: kind(raw)}, f"${var}")
             except ValueError as e:
+                if isinstance(e, ConfigError):
+                    raise
                 raise ConfigError(f"${var}={raw!r} is not a valid {kind.__name__}") from e
     for section, values in (overrides or {}).items():
         _apply(config, section, {k: v for k, v in values.items() if v is not None}, "arguments")

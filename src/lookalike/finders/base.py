@@ -184,6 +184,15 @@ class Finder:
 
 def run(finder: Finder, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
     """Check the options, compute, write back and record: what the CLI, the App and Python all call."""
+    settings = settle(finder, options)
+    findings = finder.compute(ctx, progress=progress, **settings)
+    write_back(finder, ctx, findings, settings)
+    return findings
+
+
+def settle(finder: Finder, options: dict[str, Any]) -> dict[str, Any]:
+    """The finder's settings: its defaults, then ``options`` (None: the default), each checked; a ConfigError
+    naming the first option that cannot work. Cheap: called before the dataset is looked at."""
     settings = {**finder.defaults(), **{k: v for k, v in options.items() if v is not None}}
     unknown = set(settings) - set(finder.defaults())
     if unknown:
@@ -194,9 +203,7 @@ def run(finder: Finder, ctx: Context, progress: Progress | None = None, **option
     for option in finder.options:
         option.checked(settings[option.name])
     finder.check(settings)
-    findings = finder.compute(ctx, progress=progress, **settings)
-    write_back(finder, ctx, findings, settings)
-    return findings
+    return settings
 
 
 def write_back(finder: Finder, ctx: Context, findings: Findings, settings: dict[str, Any]) -> None:
