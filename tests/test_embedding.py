@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,28 @@ def test_cached_thumbnails_come_back_in_order_as_one_block(tmp_path: Path) -> No
     assert got.heights.tolist() == [40, 20, 40] and got.widths.tolist() == [40] * 3
     with pytest.raises(KeyError):
         cache.thumbnails(["a", "z"])
+
+
+def test_clip_weights_out_of_reach_are_one_error_line(caplog: pytest.LogCaptureFixture) -> None:
+    """open_clip logs its own error before raising: the user gets lookalike's one line, not both."""
+    from lookalike.exceptions import ModelError
+    from lookalike.models import get_embedder
+
+    with caplog.at_level(logging.INFO), pytest.raises(ModelError) as err:
+        get_embedder("clip:ViT-B-32", pretrained="no-such-tag")
+    assert "\n" not in str(err.value) and "'no-such-tag' cannot be had here" in str(err.value)
+    assert "efficientnet-lite0" in str(err.value)  # what to do instead
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_fiftyones_old_mongodb_notice_is_one_short_line_once(caplog: pytest.LogCaptureFixture) -> None:
+    from lookalike import notices
+
+    assert any(isinstance(f, notices._Once) for f in logging.getLogger("fiftyone.core.odm.database").filters)
+    logger = logging.getLogger("test-notices")  # a fresh filter: FiftyOne's may have had its notice already
+    logger.addFilter(notices._Once(notices.OLD_MONGODB, notices.OLD_MONGODB_LINE))
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        for _ in range(2):
+            logger.warning(notices.OLD_MONGODB + ". Please refer to ... You can suppress this exception by ...")
+        logger.warning("another notice")
+    assert [r.getMessage() for r in caplog.records] == [notices.OLD_MONGODB_LINE, "another notice"]
