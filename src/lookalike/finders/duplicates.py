@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,8 @@ class DuplicateSet(Record):
     def html(self, budget: int) -> tuple[str, int]:
         """The members side by side (at most ``budget`` of them), the kept one marked."""
         shown = self.members[:budget]
-        head = f"group {self.group}: {self.kind}{', leak across ' + ' / '.join(self.splits) if self.leak else ''}"
+        leak = f", leak across {' / '.join(self.splits)}" if self.leak else ""
+        head = html.escape(f"group {self.group}: {self.kind}{leak}")
         tiles = "".join(tile(m.to_dict(), m.filepath) for m in shown)
         return (f"<div style='border:1px solid #ccc;margin:2px;padding:2px'><div style='font-size:11px'>{head}</div>"
                 f"{tiles}</div>", len(shown))
