@@ -3,6 +3,7 @@ what it prints shows the planted answers found and the results rendered as thumb
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -34,7 +35,14 @@ def _run(name: str) -> tuple[str, list[str]]:
         assert cell.cell_type != "code" or not cell.outputs, f"{name} is stored with outputs"
         if "parameters" in cell.metadata.get("tags", []):
             cell.source = re.sub(r"PORT = \d+", f"PORT = {_free_port()}", cell.source)
-    NotebookClient(book, timeout=600, kernel_name="python3").execute()
+    # FiftyOne records the context it found in this process's environment (here: not a notebook), which the
+    # kernel would inherit: the kernel must find out for itself.
+    context = os.environ.pop("FIFTYONE_CONTEXT", None)
+    try:
+        NotebookClient(book, timeout=600, kernel_name="python3").execute()
+    finally:
+        if context is not None:
+            os.environ["FIFTYONE_CONTEXT"] = context
     text, html = [], []
     for cell in book.cells:
         for out in cell.get("outputs", []):
