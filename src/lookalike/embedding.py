@@ -30,6 +30,7 @@ from .processes import decode_worker_init
 from .thumbnails import THUMB, ImageFacts, Thumbnails, image_facts
 
 if TYPE_CHECKING:
+    from .engines import Engine
     from .models import Embedder
 
 log = logging.getLogger(__name__)
@@ -198,19 +199,24 @@ class _Decoder:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Decoded:
-        try:
-            im = open_image(self.paths[i])
-            return i, self.preprocess(im) if self.preprocess else None, image_facts(im), None
-        except Exception as e:  # any decoder failure is recorded, never fatal
-            return i, None, None, f"cannot decode image: {type(e).__name__}: {e}"
+        return (i, *decode_one(self.paths[i], self.preprocess))
+
+
+def decode_one(path: str, preprocess: Callable[[Any], Any] | None) -> tuple[Any, ImageFacts | None, str | None]:
+    """One file's model input (given ``preprocess``) and image facts, or the reason it cannot be decoded."""
+    try:
+        im = open_image(path)
+        return preprocess(im) if preprocess else None, image_facts(im), None
+    except Exception as e:  # any decoder failure is recorded, never fatal
+        return None, None, f"cannot decode image: {type(e).__name__}: {e}"
 
 
 def _collate(items: list[Decoded]) -> list[Decoded]:
     return items
 
 
-def _decode(paths: Sequence[str], preprocess: Callable[[Any], Any] | None, batch_size: int, num_workers: int,
-            pin_memory: bool = False) -> Iterable[list[Decoded]]:
+def decode_batches(paths: Sequence[str], preprocess: Callable[[Any], Any] | None, batch_size: int,
+                   num_workers: int, pin_memory: bool = False) -> Iterable[list[Decoded]]:
     """Batches of decoded files, decoded in ``num_workers`` processes (in this one for a single batch)."""
     import torch
 
@@ -236,7 +242,7 @@ def cache_image_facts(paths: Sequence[str], hashes: Sequence[str], cache: Embedd
     done = 0
     if progress:
         progress(0, len(order))
-    for batch in _decode([todo[h] for h in order], None, 256, num_workers):
+    for batch in decode_batches([todo[h] for h in order], None, 256, num_workers):
         cache.put_facts({order[j]: f for j, _, f, _ in batch if f is not None})
         errors.update({order[j]: err for j, _, _, err in batch if err is not None})
         done += len(batch)
@@ -252,8 +258,10 @@ def embed_files(
     batch_size: int = 32,
     num_workers: int = 2,
     progress: Progress | None = None,
+    engine: Engine | None = None,
 ) -> EmbedResult:
-    """Embed image files, reusing cached vectors; see the module docstring."""
+    """Embed image files, reusing cached vectors; see the module docstring. ``engine``: where the decoding and
+    the model run (:mod:`lookalike.engines`; default: here)."""
     hashes, errors = hash_files(paths, cache)
     result = EmbedResult(hashes=hashes, errors=errors)
     known = cache.get(embedder.key, [h for h in result.hashes if h]) if cache else {}
@@ -270,25 +278,22 @@ def embed_files(
     if progress:
         progress(0, total)
     if total:
-        import torch
+        from .engines import LocalEngine
 
         order = list(todo.values())
         done = 0
-        for batch in _decode([paths[i] for i in order], embedder.preprocess, batch_size, num_workers,
-                             pin_memory=embedder.device.startswith("cuda")):
-            good = [(order[j], x) for j, x, _, err in batch if err is None]
+        for batch in (engine or LocalEngine()).embed([paths[i] for i in order], embedder, batch_size, num_workers):
             for j, _, _, err in batch:
                 if err is not None:
                     result.errors[order[j]] = err
-            if good:
-                vectors = embedder.embed_images(torch.stack([x for _, x in good]))
-                fresh = {result.hashes[i]: v for (i, _), v in zip(good, vectors, strict=True)}
-                if cache:
-                    cache.put_facts({h: f for j, _, f, _ in batch if f is not None and (h := result.hashes[order[j]])})
-                    cache.put(embedder.key, {h: v for h, v in fresh.items() if h})
-                for i, _ in good:
-                    result.vectors[i] = fresh[result.hashes[i]]
-                result.computed += len(good)
+            fresh = {result.hashes[order[j]]: v for j, v, _, err in batch if err is None and v is not None}
+            if cache:  # committed batch by batch: an interrupted run resumes from here
+                cache.put_facts({h: f for j, _, f, _ in batch if f is not None and (h := result.hashes[order[j]])})
+                cache.put(embedder.key, {h: v for h, v in fresh.items() if h})
+            for j, v, _, err in batch:
+                if err is None and v is not None:
+                    result.vectors[order[j]] = v
+                    result.computed += 1
             done += len(batch)
             if progress:
                 progress(done, total)

@@ -1,0 +1,178 @@
+"""Where the heavy work runs: in this process (``local``, the default) or on a Ray cluster (``ray``; a local
+one when no address is given), never on an engine of our own.
+
+An engine does two things: :meth:`Engine.map` runs a function over parts of a problem that share one large
+object (the kNN graph's row blocks over the vectors; the duplicate finder's candidate pairs over the
+thumbnails), and :meth:`Engine.embed` turns image files into vectors batch by batch. The Ray engine does the
+first with tasks that read the shared object from Ray's object store, the second with a Ray Data pipeline:
+decoding in CPU tasks, the model in a pool of actors sized to the GPUs (or CPUs) present. Both hand results
+back in the order asked, so what they compute equals the local engine's, and the caller commits each batch
+as it comes (an interrupted run resumes from what finished, as a local one does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import numpy as np
+
+from .exceptions import ConfigError, LookalikeError
+
+if TYPE_CHECKING:
+    from .models import Embedder
+    from .thumbnails import ImageFacts
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")
+S = TypeVar("S")
+P = TypeVar("P")
+T = TypeVar("T")
+# One decoded, embedded file: its position in the list asked, its vector, its image facts, or its error.
+Embedded = tuple[int, np.ndarray | None, "ImageFacts | None", str | None]
+
+
+class Engine(Protocol):
+    name: str
+
+    def map(self, fn: Callable[[S, P], T], shared: S, parts: Sequence[P]) -> list[T]:
+        """``[fn(shared, part) for part in parts]``, in order."""
+        ...
+
+    def embed(self, paths: Sequence[str], embedder: Embedder, batch_size: int, num_workers: int
+              ) -> Iterator[list[Embedded]]:
+        """The files embedded, a batch at a time (in any order of batches; each item says its position)."""
+        ...
+
+
+class LocalEngine:
+    """Everything in this process (decoding in ``num_workers`` worker processes)."""
+
+    name = "local"
+
+    def map(self, fn: Callable[[S, P], T], shared: S, parts: Sequence[P]) -> list[T]:
+        return [fn(shared, part) for part in parts]
+
+    def embed(self, paths: Sequence[str], embedder: Embedder, batch_size: int, num_workers: int
+              ) -> Iterator[list[Embedded]]:
+        import torch
+
+        from .embedding import decode_batches
+
+        for batch in decode_batches(paths, embedder.preprocess, batch_size, num_workers,
+                                    pin_memory=embedder.device.startswith("cuda")):
+            good = [(j, x) for j, x, _, err in batch if err is None]
+            vectors = embedder.embed_images(torch.stack([x for _, x in good])) if good else np.zeros((0, embedder.dim))
+            by_row = {j: v for (j, _), v in zip(good, vectors, strict=True)}
+            yield [(j, by_row.get(j), facts, err) for j, _, facts, err in batch]
+
+
+class RayEngine:
+    """Tasks and a Ray Data pipeline on the Ray cluster at ``address`` (None: a local one, started here)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError as e:
+            raise ConfigError("the ray engine needs Ray: pip install 'ray[data]'") from e
+        self.address = address
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": _passed_on()}, num_cpus=None if address else os.cpu_count())
+            except Exception as e:  # ConnectionError, TimeoutError, ...: Ray's own are several
+                raise LookalikeError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}; "
+                                     "check the address (ray://HOST:10001 or HOST:6379) and that it runs") from e
+
+    def map(self, fn: Callable[[S, P], T], shared: S, parts: Sequence[P]) -> list[T]:
+        import ray
+
+        ref = ray.put(shared)
+        task = ray.remote(fn)
+        return list(ray.get([task.remote(ref, part) for part in parts]))
+
+    def embed(self, paths: Sequence[str], embedder: Embedder, batch_size: int, num_workers: int
+              ) -> Iterator[list[Embedded]]:
+        import ray
+
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        actors = gpus or max(1, int(resources.get("CPU", 1)) // 2)
+        data = ray.data.from_items([{"row": j, "path": p} for j, p in enumerate(paths)],
+                                   override_num_blocks=max(1, min(len(paths) // batch_size, 4 * actors)))
+        decoded = data.map_batches(_Decode, fn_constructor_args=(embedder.preprocess,), batch_size=batch_size,
+                                   batch_format="numpy", concurrency=max(1, int(resources.get("CPU", 1)) - actors))
+        embedded = decoded.map_batches(_Embed, fn_constructor_args=(dict(embedder.spec), embedder.precision,
+                                                                    embedder.key),
+                                       batch_size=batch_size, batch_format="numpy", concurrency=actors,
+                                       num_gpus=1 if gpus else 0)
+        for batch in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            yield [_unpacked(batch, i) for i in range(len(batch["row"]))]
+
+
+def _passed_on() -> dict[str, str]:
+    """What the workers need of this process's environment: where models and data are."""
+    keys = ("HOME", "LOOKALIKE_HOME", "FIFTYONE_DATABASE_URI", "HF_HUB_OFFLINE", "FASHION_MNIST_DIR")
+    return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+class _Decode:
+    """Ray Data stage: files to model inputs (the model's own preprocessing) and image facts, on CPUs. Each row
+    travels as one pickled ``(input, facts, error)``: Arrow holds bytes of any shape, not arrays beside None."""
+
+    def __init__(self, preprocess: Callable[[Any], Any]) -> None:
+        self.preprocess = preprocess
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .embedding import decode_one
+
+        items = []
+        for path in batch["path"]:
+            x, facts, err = decode_one(str(path), self.preprocess)
+            items.append(pickle.dumps((None if x is None else x.numpy(), facts, err)))
+        return {"row": batch["row"], "item": np.array(items, dtype=object)}
+
+
+class _Embed:
+    """Ray Data stage: model inputs to vectors, one model per actor (built once, on its GPU if it has one)."""
+
+    def __init__(self, spec: dict[str, Any], precision: str, key: str) -> None:
+        from .models import get_embedder
+
+        self.embedder = get_embedder(spec["name"], pretrained=spec.get("pretrained"),
+                                     image_size=spec.get("image_size"), precision=precision)
+        if self.embedder.key != key:
+            raise LookalikeError(f"a Ray worker built model {self.embedder.key}, not {key}: its weights differ")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        items = [pickle.loads(b) for b in batch["item"]]
+        good = [i for i, (x, _, _) in enumerate(items) if x is not None]
+        vectors: list[np.ndarray | None] = [None] * len(items)
+        if good:
+            out = self.embedder.embed_images(torch.stack([torch.from_numpy(items[i][0]) for i in good]))
+            for i, v in zip(good, out, strict=True):
+                vectors[i] = v
+        embedded = [pickle.dumps((v, facts, err)) for v, (_, facts, err) in zip(vectors, items, strict=True)]
+        return {"row": batch["row"], "item": np.array(embedded, dtype=object)}
+
+
+def _unpacked(batch: dict[str, np.ndarray], i: int) -> Embedded:
+    vector, facts, err = pickle.loads(batch["item"][i])
+    return int(batch["row"][i]), None if vector is None else np.asarray(vector, np.float32), facts, err
+
+
+def get_engine(name: str = "local", address: str | None = None) -> Engine:
+    """The engine called ``name`` (``local`` or ``ray``); ``address``: the Ray cluster's."""
+    if name == "local":
+        return LocalEngine()
+    if name == "ray":
+        return RayEngine(address)
+    raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
