@@ -50,7 +50,7 @@ def _valid(config: Config) -> None:
                 assert all(isinstance(v, str) for v in value), f.name
             else:
                 assert isinstance(value, str) and value.strip(), f.name
-                assert f.name not in CHOICES or value in CHOICES[f.name], f.name
+                assert value in CHOICES.get((section, f.name), (value,)), f.name
 
 
 @QUICK

@@ -25,6 +25,7 @@ from .datasets import find_label_field, get_dataset, sample_table, write_fields
 from .dedup import DEFAULT_THRESHOLD
 from .display import Results
 from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_files, hash_files
+from .engines import engine_of
 from .exceptions import ConfigError, IndexMismatchError, NotEmbeddedError
 from .finders import Findings
 from .finders.base import Record, settle
@@ -116,7 +117,8 @@ def embed(
         cache = EmbeddingCache(home / "embeddings.sqlite")
         try:
             result = embed_files(table["filepath"], embedder, cache, batch_size=config.embed.batch_size,
-                                 num_workers=config.embed.num_workers, progress=progress)
+                                 num_workers=config.embed.num_workers, progress=progress,
+                                 engine=engine_of(config))
         finally:
             cache.close()
         run = EmbeddingRun(dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim,

@@ -42,7 +42,8 @@ def _bar(*stages: str) -> Iterator[Callable[[int, int], None]]:
 
 def _config(args: argparse.Namespace, **sections: dict[str, Any]) -> Config:
     index = {"url": getattr(args, "qdrant_url", None), "api_key": getattr(args, "qdrant_api_key", None)}
-    return load_config(getattr(args, "config", None), {"index": index, **sections})
+    engine = {"name": getattr(args, "engine", None), "address": getattr(args, "ray_address", None)}
+    return load_config(getattr(args, "config", None), {"index": index, "engine": engine, **sections})
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -196,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--config", help="YAML settings file (see configs/)")
+        sp.add_argument("--engine", choices=["local", "ray"],
+                        help="where embedding, the kNN graph and duplicate verification run (default local)")
+        sp.add_argument("--ray-address", help="with --engine ray: the Ray cluster (default: start a local one)")
         sp.add_argument("--qdrant-url", help="Qdrant server URL (default: the embedded store)")
         sp.add_argument("--qdrant-api-key", help="Qdrant API key (or $LOOKALIKE_QDRANT_API_KEY)")
 

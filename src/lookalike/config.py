@@ -6,10 +6,11 @@ A YAML file has up to four sections, each optional::
     embed:   {model, pretrained, fallback, image_size, batch_size, num_workers, device, precision}
     index:   {url, api_key, home, exact_graph_max, graph_precision, hnsw_above}
     queries: {k, texts, examples}
+    engine:  {name, address}            local (default) or ray, and the Ray cluster's address
 
 Environment variables: ``LOOKALIKE_HOME`` (stores and caches), ``LOOKALIKE_MODEL``, ``LOOKALIKE_DEVICE``,
 ``LOOKALIKE_BATCH_SIZE``, ``LOOKALIKE_NUM_WORKERS``, ``LOOKALIKE_PRECISION``, ``LOOKALIKE_QDRANT_URL``,
-``LOOKALIKE_QDRANT_API_KEY``.
+``LOOKALIKE_QDRANT_API_KEY``, ``LOOKALIKE_ENGINE``, ``LOOKALIKE_RAY_ADDRESS``.
 The API key is read from the environment or an argument only; it is never written anywhere.
 """
 
@@ -82,11 +83,19 @@ class QueriesConfig:
 
 
 @dataclass
+class EngineConfig:
+    # Where embedding, the kNN graph and duplicate verification run: local, or ray (lookalike.engines).
+    name: str = "local"
+    address: str | None = None  # the Ray cluster (None: a local one started by the run)
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     queries: QueriesConfig = field(default_factory=QueriesConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 _ENV: dict[str, tuple[str, str, type]] = {
@@ -98,14 +107,17 @@ _ENV: dict[str, tuple[str, str, type]] = {
     "LOOKALIKE_PRECISION": ("embed", "precision", str),
     "LOOKALIKE_QDRANT_URL": ("index", "url", str),
     "LOOKALIKE_QDRANT_API_KEY": ("index", "api_key", str),
+    "LOOKALIKE_ENGINE": ("engine", "name", str),
+    "LOOKALIKE_RAY_ADDRESS": ("engine", "address", str),
 }
 
 
-SECTIONS = ("dataset", "embed", "index", "queries")
+SECTIONS = ("dataset", "embed", "index", "queries", "engine")
 # The least value of each numeric setting that works, and the values of each setting with choices.
 MINIMUM = {"demo_train": 0, "demo_test": 0, "image_size": 16, "batch_size": 1, "num_workers": 0,
            "exact_graph_max": 0, "hnsw_above": 0, "k": 1, "examples": 0}
-CHOICES = {"precision": ("fp32", "bf16", "auto"), "graph_precision": ("auto", "bf16", "fp32")}
+CHOICES = {("embed", "precision"): ("fp32", "bf16", "auto"), ("index", "graph_precision"): ("auto", "bf16", "fp32"),
+           ("engine", "name"): ("local", "ray")}
 _KINDS = {"str": str, "int": int, "float": float, "list[str]": list}
 
 
@@ -132,8 +144,9 @@ def _checked(section: str, key: str, value: Any, kind: str, origin: str) -> Any:
         raise ConfigError(f"{name} must be a list of strings")
     if key in MINIMUM and value < MINIMUM[key]:
         raise ConfigError(f"{name} must be at least {MINIMUM[key]}, got {value}")
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{name} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    choices = CHOICES.get((section, key))
+    if choices and value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     if wanted == "str" and not value.strip():
         raise ConfigError(f"{name} must not be empty")
     return value
@@ -143,7 +156,7 @@ def _apply(config: Config, section: str, values: Mapping[str, Any], origin: str)
     target = getattr(config, section) if section in SECTIONS else None
     if target is None:
         raise ConfigError(
-            f"{origin}: unknown section {section!r}; expected one of dataset, embed, index, queries"
+            f"{origin}: unknown section {section!r}; expected one of {', '.join(SECTIONS)}"
         )
     kinds = {f.name: str(f.type) for f in dataclasses.fields(target)}
     for key, value in values.items():

@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import Config, load_config
 from .datasets import find_label_field, get_dataset
+from .engines import engine_of
 from .exceptions import ConfigError
 from .graph import KnnGraph, knn, recall, update_knn
 from .index import EdgeIndex, QdrantIndex, collection_name
@@ -128,7 +129,8 @@ class RunRows:
         want = min(max(k, GRAPH_K), len(self.ids) - 1)
         config = self.config
         if self.parent is not None:  # a view's: computed, not stored
-            self._graph = knn(self.vectors(), want, config.index.exact_graph_max, config.index.graph_precision)
+            self._graph = knn(self.vectors(), want, config.index.exact_graph_max, config.index.graph_precision,
+                              engine_of(self.config))
             return self._graph.first(k)
         path = self.path(GRAPH_SUFFIX)
         if path.is_file():
@@ -146,7 +148,7 @@ class RunRows:
                 graph = update_knn(old, old_rows, self.vectors(), want, precision=config.index.graph_precision)
         if graph is None:
             vectors = self.vectors()
-            graph = knn(vectors, want, config.index.exact_graph_max, config.index.graph_precision)
+            graph = knn(vectors, want, config.index.exact_graph_max, config.index.graph_precision, engine_of(config))
             if len(self.ids) > config.index.exact_graph_max:
                 rows = np.random.default_rng(0).choice(len(self.ids), min(RECALL_SAMPLE, len(self.ids)), replace=False)
                 log.info("approximate kNN graph of %d samples: recall@%d %.4f against exact search on %d rows",

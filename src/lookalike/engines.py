@@ -23,6 +23,7 @@ import numpy as np
 from .exceptions import ConfigError, LookalikeError
 
 if TYPE_CHECKING:
+    from .config import Config
     from .models import Embedder
     from .thumbnails import ImageFacts
 
@@ -176,3 +177,8 @@ def get_engine(name: str = "local", address: str | None = None) -> Engine:
     if name == "ray":
         return RayEngine(address)
     raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
+
+
+def engine_of(config: Config) -> Engine:
+    """The engine a run's settings (``config.engine``) name."""
+    return get_engine(config.engine.name, config.engine.address)

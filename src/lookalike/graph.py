@@ -28,7 +28,11 @@ from .hardware import use_bf16
 if TYPE_CHECKING:
     import torch
 
+    from .engines import Engine
+
 log = logging.getLogger(__name__)
+
+ENGINE_BLOCKS = 64  # tasks a distributed exact graph is split into (rows each: N / 64)
 
 @dataclass(frozen=True)
 class KnnGraph:
@@ -221,26 +225,44 @@ def nearest(queries: np.ndarray | torch.Tensor, base: np.ndarray | torch.Tensor,
     return out
 
 
-def exact_knn(vectors: np.ndarray, k: int, block: int | None = None, precision: str = "auto") -> KnnGraph:
+def exact_knn(vectors: np.ndarray, k: int, block: int | None = None, precision: str = "auto",
+              engine: Engine | None = None) -> KnnGraph:
     """Exact cosine kNN of every row against all others, ``block`` query rows at a time (by default as
     many as fit ``SCORE_BUDGET``).
 
     ``precision``: ``bf16`` picks candidates by bf16 products (AMX tiles, about 5x the fp32 rate) and
     re-scores them in fp32, so the graph equals the fp32 one; ``fp32`` multiplies in fp32; ``auto`` uses
     bf16 where :func:`lookalike.hardware.fast_bf16` measures it faster. A row never lists itself, even
-    when another row is identical to it.
+    when another row is identical to it. ``engine`` (:mod:`lookalike.engines`): a distributed one searches
+    blocks of rows as tasks against the shared vectors, each by this same kernel, and stacks their rows.
     """
-    import torch
-
     v = _validate(vectors, k)
-    bf16 = use_bf16(precision)
-    with torch.inference_mode():
-        base = torch.from_numpy(v)
-        low_t = base.T.bfloat16().contiguous() if bf16 else None
-        indices, sims, redone = _search(base, low_t, base, np.arange(len(v)), k, _block_rows(len(v), block, bf16))
+    if engine is None or engine.name == "local":
+        indices, sims, redone = _exact_rows((v, k, block, precision), (0, len(v)))
+    else:
+        step = max(1, -(-len(v) // ENGINE_BLOCKS))
+        parts = engine.map(_exact_rows, (v, k, block, precision), [(a, min(a + step, len(v)))
+                                                                   for a in range(0, len(v), step)])
+        indices, sims = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        redone = sum(p[2] for p in parts)
     if redone:
         log.info("exact kNN: %d of %d rows searched again in fp32 (bf16 candidates not certified)", redone, len(v))
     return KnnGraph(indices=indices, sims=sims)
+
+
+def _exact_rows(problem: tuple[np.ndarray, int, int | None, str], rows: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+    """The exact graph's rows ``rows[0]:rows[1]`` of ``problem`` = (vectors, k, block, precision): a whole local
+    graph, or one task's share of a distributed one (each task decides bf16 for its own machine)."""
+    import torch
+
+    v, k, block, precision = problem
+    bf16 = use_bf16(precision)
+    start, stop = rows
+    with torch.inference_mode():
+        base = torch.from_numpy(v)
+        low_t = base.T.bfloat16().contiguous() if bf16 else None
+        return _search(base, low_t, base[start:stop], np.arange(start, stop), k, _block_rows(len(v), block, bf16))
 
 
 # The approximate search (beyond ``index.exact_graph_max`` rows): rows are split into about sqrt(N) clusters by
@@ -344,10 +366,11 @@ def approximate_nearest(base: np.ndarray | torch.Tensor, k: int, queries: int, p
                         precision=precision, seed=seed)[0]
 
 
-def knn(vectors: np.ndarray, k: int, exact_max: int, precision: str = "auto") -> KnnGraph:
-    """The exact graph up to ``exact_max`` rows, the approximate one beyond."""
+def knn(vectors: np.ndarray, k: int, exact_max: int, precision: str = "auto", engine: Engine | None = None
+        ) -> KnnGraph:
+    """The exact graph up to ``exact_max`` rows (on ``engine``), the approximate one beyond (in this process)."""
     if len(vectors) <= exact_max:
-        return exact_knn(vectors, k, precision=precision)
+        return exact_knn(vectors, k, precision=precision, engine=engine)
     return approximate_knn(vectors, k, precision=precision)
 
 

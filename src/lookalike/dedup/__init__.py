@@ -50,6 +50,9 @@ from .pairs import EXACT, KEYPOINT, PIXEL, Verified, among, exact_pairs, stronge
 if TYPE_CHECKING:
     from PIL import Image
 
+    from ..engines import Engine
+
+PAIR_BATCH = 50_000  # candidate pairs a verification task aligns (a distributed engine's unit of work)
 DEFAULT_THRESHOLD = 0.95  # benchmarks/duplicates.py: best F1 over both sets (textile P/R 1.0 up to 0.95)
 
 __all__ = ["DEFAULT_CANDIDATE_COSINE", "DEFAULT_THRESHOLD", "DuplicateGroup", "Verified", "connected_groups",
@@ -68,11 +71,14 @@ def find_duplicates(
     open_image: Callable[[int], Image.Image] | None = None,
     progress: Callable[[int, int], None] | None = None,
     earlier: Verified | None = None,
+    engine: Engine | None = None,
 ) -> tuple[list[DuplicateGroup], Verified]:
     """Group duplicates among images; see the module docstring. ``open_image(row)`` opens an image for
     keypoint matching (none without it or a ``graph``; ``progress`` follows it). ``earlier``: the pairs an
     earlier run over most of these images verified (:meth:`Verified.load`); they are reused, and only pairs
-    with an image it did not cover are searched and verified. Returns the groups and every pair verified."""
+    with an image it did not cover are searched and verified. ``engine`` (:mod:`lookalike.engines`): where the
+    pixel verification runs (a distributed one: batches of candidate pairs as tasks against the shared
+    thumbnails). Returns the groups and every pair verified."""
     images = facts if isinstance(facts, Thumbnails) else Thumbnails.of(facts)
     n, thumbs = len(images), images.thumbs
     exact = exact_pairs(images.pixel_hashes, content_hashes)
@@ -84,7 +90,8 @@ def find_duplicates(
     crops = crop_pairs(thumbs, big, exact_max, new)  # (crop, source): the order verification needs
     ordered = np.sort(crops, axis=1)  # as i < j, like every other pair
     kept = ~among(ordered, exact)
-    scores = [old_pixel_scores, verify(thumbs, fresh), verify_crops(thumbs, crops[kept])]
+    scores = [old_pixel_scores, _verified(engine, verify, thumbs, fresh),
+              _verified(engine, verify_crops, thumbs, crops[kept])]
     pixel, pixel_scores = strongest(np.concatenate([old_pixel, fresh, ordered[kept]]), np.concatenate(scores))
     crowd = crowd_levels(n, pixel, pixel_scores)  # of the thumbnails: how alike an image's pixel look-alikes are
     near = pixel[(pixel_scores >= threshold) & stands_out(pixel_scores, crowd[pixel[:, 0]], crowd[pixel[:, 1]])]
@@ -113,3 +120,13 @@ def find_duplicates(
         kind=np.repeat(np.array([PIXEL, KEYPOINT, EXACT], dtype=np.int8), [len(pixel), len(aligned), len(exact)]),
     )
     return groups, verified
+
+
+def _verified(engine: Engine | None, align: Callable[[np.ndarray, np.ndarray], np.ndarray], thumbs: np.ndarray,
+              pairs: np.ndarray) -> np.ndarray:
+    """``align(thumbs, pairs)``: here, or on ``engine`` in batches of ``PAIR_BATCH`` pairs (each pair's score
+    depends on its two thumbnails alone, so batches give the same scores)."""
+    if engine is None or engine.name == "local" or len(pairs) <= PAIR_BATCH:
+        return align(thumbs, pairs)
+    parts = engine.map(align, thumbs, [pairs[a:a + PAIR_BATCH] for a in range(0, len(pairs), PAIR_BATCH)])
+    return np.concatenate(parts)

@@ -16,6 +16,7 @@ from ..datasets import sample_table, values_in_order
 from ..dedup import DEFAULT_CANDIDATE_COSINE, DEFAULT_THRESHOLD, Verified, find_duplicates, open_for_keypoints
 from ..display import tile
 from ..embedding import EmbeddingCache, cache_image_facts
+from ..engines import engine_of
 from ..exceptions import ConfigError
 from ..graph import KnnGraph
 from ..runs import HASH_FIELD
@@ -23,7 +24,8 @@ from .base import Finder, Findings, Option, Record
 
 if TYPE_CHECKING:
     from ..context import Context
-    from ..embedding import Progress
+    from ..engines import engine_of
+from ..embedding import Progress
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class Duplicates(Finder):
         groups, verified = find_duplicates(
             images, content, [table["split"][i] for i in rows], graph=sub, threshold=options["threshold"],
             policy=options["keep"], exact_max=config.index.exact_graph_max, progress=progress, earlier=earlier,
+            engine=engine_of(config),
             open_image=(lambda r: open_for_keypoints(table["filepath"][rows[r]])) if options["keypoints"] else None)
         if state:
             verified.save(state, content, DEFAULT_CANDIDATE_COSINE, options["keypoints"])
