@@ -83,6 +83,8 @@ class RayEngine:
         except ImportError as e:
             raise ConfigError("the ray engine needs Ray: pip install 'ray[data]'") from e
         self.address = address
+        if address and address != "auto":
+            _probe(address)  # Ray itself retries an unreachable address for minutes
         if not ray.is_initialized():
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -115,6 +117,19 @@ class RayEngine:
                                        num_gpus=1 if gpus else 0)
         for batch in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
             yield [_unpacked(batch, i) for i in range(len(batch["row"]))]
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """A TCP connection to the cluster's head (``HOST:PORT`` or ``ray://HOST:PORT``), or a LookalikeError
+    naming the address, within ``timeout`` seconds."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise LookalikeError(f"cannot reach the Ray cluster at {address}: {e}; check the address "
+                             "(ray://HOST:10001 or HOST:6379) and that the cluster runs") from e
 
 
 def _passed_on() -> dict[str, str]:
