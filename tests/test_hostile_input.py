@@ -43,6 +43,9 @@ def _valid(config: Config) -> None:
             if value is None:
                 assert "None" in str(f.type), f.name
                 continue
+            if str(f.type) == "bool":
+                assert isinstance(value, bool), f.name
+                continue
             assert not isinstance(value, bool), f.name
             if "int" in str(f.type):
                 assert isinstance(value, int) and value >= MINIMUM.get(f.name, -(10**9)), f.name

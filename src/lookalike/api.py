@@ -112,7 +112,7 @@ def embed(
     home = config.index.home_path()
     with _embedding_lock(name, config):
         index = open_index(name, embedder.key, embedder.dim, url=config.index.url, api_key=config.index.api_key,
-                           home=home, rebuild=rebuild)
+                           home=home, rebuild=rebuild, settings=config.index)
         table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
         cache = EmbeddingCache(home / "embeddings.sqlite")
         try:
@@ -189,7 +189,7 @@ def import_vectors(
                                  "ones; give another --model-name, or --rebuild to replace it")
     with _embedding_lock(name, config):
         index = open_index(name, key, dim, url=config.index.url, api_key=config.index.api_key,
-                           home=config.index.home_path(), rebuild=rebuild)
+                           home=config.index.home_path(), rebuild=rebuild, settings=config.index)
         row_of = {sid: r for r, sid in enumerate(table["id"])}
         result = EmbedResult(hashes=[None] * len(table["id"]))
         for r, sid in enumerate(id_list):

@@ -70,6 +70,21 @@ class IndexConfig:
     # Points from which `embed` builds the embedded store's HNSW graph (below it exact scans take under
     # 10 ms); 0: never (queries scan). benchmarks/store_scale.py: 31 min to build at 1M on 2 cores.
     hnsw_above: int = 20_000
+    # A Qdrant server or cluster's collection (configs/qdrant-cluster.yaml; None: the server's default).
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None  # replicas that must acknowledge a write
+    on_disk: bool = False  # vectors on disk (memory-mapped) instead of in RAM
+    on_disk_payload: bool = False
+    quantization: str = "none"  # none, scalar (int8: 4x less memory) or binary (32x); originals kept for rescoring
+    rescore: bool = True  # quantized search re-scores its candidates with the original vectors
+    hnsw_m: int | None = None
+    hnsw_ef_construct: int | None = None
+    search_ef: int | None = None  # HNSW beam width at query time
+    read_consistency: str | None = None  # replicas a read asks: all, majority, quorum or a number (default 1)
+    write_ordering: str = "weak"  # weak, medium or strong: how writes are ordered across replicas
+    request_mb: int = 16  # an upsert request's size at most (Qdrant's default limit: 32 MB)
+    retries: int = 5  # times a failed request is sent again (with exponential backoff)
 
     def home_path(self) -> Path:
         return Path(self.home).expanduser() if self.home else default_home()
@@ -115,13 +130,18 @@ _ENV: dict[str, tuple[str, str, type]] = {
 SECTIONS = ("dataset", "embed", "index", "queries", "engine")
 # The least value of each numeric setting that works, and the values of each setting with choices.
 MINIMUM = {"demo_train": 0, "demo_test": 0, "image_size": 16, "batch_size": 1, "num_workers": 0,
-           "exact_graph_max": 0, "hnsw_above": 0, "k": 1, "examples": 0}
+           "exact_graph_max": 0, "hnsw_above": 0, "k": 1, "examples": 0, "shard_number": 1, "replication_factor": 1,
+           "write_consistency_factor": 1, "hnsw_m": 0, "hnsw_ef_construct": 4, "search_ef": 1, "request_mb": 1,
+           "retries": 0}
 CHOICES = {("embed", "precision"): ("fp32", "bf16", "auto"), ("index", "graph_precision"): ("auto", "bf16", "fp32"),
-           ("engine", "name"): ("local", "ray")}
-_KINDS = {"str": str, "int": int, "float": float, "list[str]": list}
+           ("engine", "name"): ("local", "ray"), ("index", "quantization"): ("none", "scalar", "binary"),
+           ("index", "write_ordering"): ("weak", "medium", "strong")}
+_KINDS = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list}
 
 
 def _of_type(value: Any, python_type: type) -> bool:
+    if python_type is bool:
+        return isinstance(value, bool)
     return isinstance(value, python_type) and not isinstance(value, bool)  # YAML's yes is not 1
 
 
@@ -149,6 +169,8 @@ def _checked(section: str, key: str, value: Any, kind: str, origin: str) -> Any:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     if wanted == "str" and not value.strip():
         raise ConfigError(f"{name} must not be empty")
+    if key == "read_consistency" and value not in ("all", "majority", "quorum") and not value.isdigit():
+        raise ConfigError(f"{name} must be all, majority, quorum or a number of replicas, got {value!r}")
     return value
 
 

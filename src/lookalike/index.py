@@ -26,19 +26,25 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
 from .arrays import as_vectors
 from .exceptions import IndexError_, IndexMismatchError, IndexUnreachableError
 
+if TYPE_CHECKING:
+    from .config import IndexConfig
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Where = Mapping[str, str | Sequence[str]]
 PAYLOAD_KEYS = ("label", "split", "tags")  # indexed for filtering
 _UPSERT_BATCH = 1024
 _RETRIEVE_BATCH = 16_384  # points retrieved at a time
+POINT_JSON_BYTES = 120  # a point's JSON besides its vector and payload (id, keys, brackets)
+FLOAT_JSON_BYTES = 22  # a float32 as JSON text, at most ("-0.0012345678901234567,")
 STORE_WAIT = 120.0  # seconds to wait for another process to release the embedded store
 PROBE_TIMEOUT = 4.0  # seconds for a Qdrant server to answer its first request (a wrong URL fails within 5 s)
 
@@ -428,12 +434,17 @@ class EdgeIndex:
 class QdrantIndex:
     """A collection on a Qdrant server or cluster (or qdrant-client's local mode) via qdrant-client."""
 
-    def __init__(self, client: Any, collection: str, dim: int, where: str = "") -> None:
+    def __init__(self, client: Any, collection: str, dim: int, where: str = "",
+                 settings: IndexConfig | None = None) -> None:
         from qdrant_client import models
+
+        from .config import IndexConfig
 
         self.client = client
         self.collection = collection
         self.dim = dim
+        self.where = where
+        self.settings = s = settings or IndexConfig()
         self._m = models
         try:
             exists = client.collection_exists(collection)
@@ -451,9 +462,19 @@ class QdrantIndex:
                     f"rebuild it with `lookalike embed DATASET --rebuild` (drops and refills the collection)"
                 )
         else:
-            client.create_collection(
-                collection, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
-            )
+            hnsw = (models.HnswConfigDiff(m=s.hnsw_m, ef_construct=s.hnsw_ef_construct)
+                    if s.hnsw_m is not None or s.hnsw_ef_construct is not None else None)
+            quantization = {
+                "scalar": models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8, always_ram=True)),
+                "binary": models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True)),
+            }.get(s.quantization)
+            self._send(lambda: client.create_collection(
+                collection, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE,
+                                                               on_disk=s.on_disk or None),
+                shard_number=s.shard_number, replication_factor=s.replication_factor,
+                write_consistency_factor=s.write_consistency_factor, on_disk_payload=s.on_disk_payload or None,
+                hnsw_config=hnsw, quantization_config=quantization))
             with warnings.catch_warnings():  # local mode ignores payload indexes, and says so
                 warnings.simplefilter("ignore")
                 for key in PAYLOAD_KEYS:
@@ -461,7 +482,8 @@ class QdrantIndex:
 
     @classmethod
     def connect(cls, collection: str, dim: int, url: str | None = None, api_key: str | None = None,
-                path: str | None = None, rebuild: bool = False, timeout: float = 10.0) -> QdrantIndex:
+                path: str | None = None, rebuild: bool = False, timeout: float = 60.0,
+                settings: IndexConfig | None = None) -> QdrantIndex:
         """Open ``collection`` on the server at ``url``, or in qdrant-client's local mode at ``path``;
         ``rebuild`` drops it first."""
         from qdrant_client import QdrantClient
@@ -477,7 +499,7 @@ class QdrantIndex:
                 client.delete_collection(collection)
             except Exception as e:
                 raise IndexUnreachableError(f"cannot reach the Qdrant server at {where}: {e}") from e
-        return cls(client, collection, dim, where=where)
+        return cls(client, collection, dim, where=where, settings=settings)
 
     def session(self) -> AbstractContextManager[Any]:
         return nullcontext()
@@ -488,15 +510,56 @@ class QdrantIndex:
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
 
+    def _send(self, request: Callable[[], T]) -> T:
+        """``request()``, sent again after a transient failure (no connection, a timeout, HTTP 429 or 5xx) up
+        to ``settings.retries`` times, waiting 0.5 s, 1 s, 2 s ... (at most 30 s) between; then an
+        IndexUnreachableError naming the server."""
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return request()
+            except Exception as e:
+                if not _transient(e):
+                    raise
+                if attempt == self.settings.retries:
+                    raise IndexUnreachableError(f"the Qdrant server at {self.where} failed {attempt + 1} times: "
+                                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+                log.info("Qdrant request failed (%s); trying again", type(e).__name__)
+                time.sleep(min(0.5 * 2 ** attempt, 30.0))
+        raise AssertionError("unreachable")
+
+    def _read_options(self) -> dict[str, Any]:
+        """The read consistency of queries: how many replicas each asks (None: the server's default, one)."""
+        rc = self.settings.read_consistency
+        if rc is None:
+            return {}
+        return {"consistency": int(rc) if rc.isdigit() else self._m.ReadConsistencyType(rc)}
+
+    def _search_params(self) -> Any:
+        s, m = self.settings, self._m
+        quantized = m.QuantizationSearchParams(rescore=s.rescore) if s.quantization != "none" else None
+        return m.SearchParams(hnsw_ef=s.search_ef, quantization=quantized) if s.search_ef or quantized else None
+
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
+        """Points in requests of at most ``settings.request_mb`` (their JSON size, estimated), each retried."""
         m = self._m
         v = _check_vectors(vectors, self.dim)
-        for start in range(0, len(ids), _UPSERT_BATCH):
-            points = [
-                m.PointStruct(id=point_id(sid), vector=v[i].tolist(), payload={**payloads[i], "sample_id": sid})
-                for i, sid in enumerate(ids[start:start + _UPSERT_BATCH], start)
-            ]
-            self.client.upsert(self.collection, points=points, wait=True)
+        ordering = m.WriteOrdering(self.settings.write_ordering)
+        limit = self.settings.request_mb * 1_000_000
+        batch: list[Any] = []
+        size = 0
+        for i, sid in enumerate(ids):
+            payload = {**payloads[i], "sample_id": sid}
+            cost = POINT_JSON_BYTES + self.dim * FLOAT_JSON_BYTES + len(json.dumps(payload, default=str))
+            if batch and (size + cost > limit or len(batch) >= _UPSERT_BATCH):
+                self._upsert(batch, ordering)
+                batch, size = [], 0
+            batch.append(m.PointStruct(id=point_id(sid), vector=v[i].tolist(), payload=payload))
+            size += cost
+        if batch:
+            self._upsert(batch, ordering)
+
+    def _upsert(self, points: list[Any], ordering: Any) -> None:
+        self._send(lambda: self.client.upsert(self.collection, points=points, wait=True, ordering=ordering))
 
     def set_payloads(self, ids: Sequence[str], changes: Sequence[Mapping[str, Any]]) -> None:
         for change, group in _alike(ids, changes):
@@ -537,10 +600,12 @@ class QdrantIndex:
         q = _check_vectors(vectors, self.dim)
         flt = self._filter(where, exclude)
         requests = [
-            m.QueryRequest(query=row.tolist(), limit=k, filter=flt, with_payload=True, score_threshold=min_score)
+            m.QueryRequest(query=row.tolist(), limit=k, filter=flt, with_payload=True, score_threshold=min_score,
+                           params=self._search_params())
             for row in q
         ]
-        responses = self.client.query_batch_points(self.collection, requests=requests)
+        responses = self._send(lambda: self.client.query_batch_points(self.collection, requests=requests,
+                                                                      **self._read_options()))
         return [_hits(r.points) for r in responses]
 
     def recommend(self, positives: np.ndarray, negatives: np.ndarray, k: int, where: Where | None = None,
@@ -551,12 +616,23 @@ class QdrantIndex:
             negative=[r.tolist() for r in _check_vectors(negatives, self.dim)] if len(negatives) else [],
             strategy=m.RecommendStrategy.BEST_SCORE,
         ))
-        response = self.client.query_points(self.collection, query=query, limit=k, with_payload=True,
-                                            query_filter=self._filter(where, exclude), score_threshold=min_score)
+        response = self._send(lambda: self.client.query_points(
+            self.collection, query=query, limit=k, with_payload=True, query_filter=self._filter(where, exclude),
+            score_threshold=min_score, search_params=self._search_params(), **self._read_options()))
         return _hits(response.points)
 
     def drop(self) -> None:
         self.client.delete_collection(self.collection)
+
+
+def _transient(error: Exception) -> bool:
+    """A failure that sending the request again may cure: no connection, a timeout, HTTP 429 or 5xx."""
+    import httpx
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(error, UnexpectedResponse):
+        return error.status_code is not None and (error.status_code == 429 or error.status_code >= 500)
+    return isinstance(error, ResponseHandlingException | httpx.TransportError | TimeoutError | ConnectionError)
 
 
 def _probe(url: str, api_key: str | None) -> None:
@@ -580,14 +656,16 @@ def _probe(url: str, api_key: str | None) -> None:
 
 
 def open_index(dataset: str, model_key: str, dim: int, url: str | None = None, api_key: str | None = None,
-               home: Path | None = None, rebuild: bool = False) -> EdgeIndex | QdrantIndex:
-    """The collection for (``dataset``, ``model_key``): on the server at ``url``, else the embedded store
-    under ``home``. ``rebuild`` drops an existing collection first."""
+               home: Path | None = None, rebuild: bool = False, settings: IndexConfig | None = None
+               ) -> EdgeIndex | QdrantIndex:
+    """The collection for (``dataset``, ``model_key``): on the server at ``url`` (laid out and written as
+    ``settings`` say: shards, replicas, quantization, consistency), else the embedded store under ``home``.
+    ``rebuild`` drops an existing collection first."""
     from .config import default_home
 
     name = collection_name(dataset, model_key)
     if url:
-        return QdrantIndex.connect(name, dim, url=url, api_key=api_key, rebuild=rebuild)
+        return QdrantIndex.connect(name, dim, url=url, api_key=api_key, rebuild=rebuild, settings=settings)
     path = (home or default_home()) / "qdrant" / name
     if rebuild:
         shutil.rmtree(path, ignore_errors=True)

@@ -79,7 +79,7 @@ class EmbeddingRun:
     def open_index(self, config: Config) -> EdgeIndex | QdrantIndex:
         """The index holding the run's vectors (the server URL comes from config when it is set)."""
         return open_index(self.dataset, self.model_key, self.dim, url=config.index.url or self.url,
-                          api_key=config.index.api_key, home=config.index.home_path())
+                          api_key=config.index.api_key, home=config.index.home_path(), settings=config.index)
 
     def embedder(self, config: Config) -> Embedder:
         """The model that produced the run, rebuilt (for image and text queries)."""
