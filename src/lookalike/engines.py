@@ -39,6 +39,8 @@ Embedded = tuple[int, np.ndarray | None, "ImageFacts | None", str | None]
 
 class Engine(Protocol):
     name: str
+    parallelism: int  # how many parts it runs at once: what a problem is split for
+
 
     def map(self, fn: Callable[[S, P], T], shared: S, parts: Sequence[P]) -> list[T]:
         """``[fn(shared, part) for part in parts]``, in order."""
@@ -54,6 +56,7 @@ class LocalEngine:
     """Everything in this process (decoding in ``num_workers`` worker processes)."""
 
     name = "local"
+    parallelism = 1
 
     def map(self, fn: Callable[[S, P], T], shared: S, parts: Sequence[P]) -> list[T]:
         return [fn(shared, part) for part in parts]
@@ -92,6 +95,7 @@ class RayEngine:
             except Exception as e:  # ConnectionError, TimeoutError, ...: Ray's own are several
                 raise LookalikeError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}; "
                                      "check the address (ray://HOST:10001 or HOST:6379) and that it runs") from e
+        self.parallelism = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def map(self, fn: Callable[[S, P], T], shared: S, parts: Sequence[P]) -> list[T]:
         import ray
@@ -109,12 +113,12 @@ class RayEngine:
         actors = gpus or max(1, int(resources.get("CPU", 1)) // 2)
         data = ray.data.from_items([{"row": j, "path": p} for j, p in enumerate(paths)],
                                    override_num_blocks=max(1, min(len(paths) // batch_size, 4 * actors)))
-        decoded = data.map_batches(_Decode, fn_constructor_args=(embedder.preprocess,), batch_size=batch_size,
-                                   batch_format="numpy", concurrency=max(1, int(resources.get("CPU", 1)) - actors))
+        decoded = data.map_batches(_decode, fn_kwargs={"preprocess": embedder.preprocess}, batch_size=batch_size,
+                                   batch_format="numpy")  # type: ignore[arg-type]  # tasks, on the CPUs
         embedded = decoded.map_batches(_Embed, fn_constructor_args=(dict(embedder.spec), embedder.precision,
                                                                     embedder.key),
-                                       batch_size=batch_size, batch_format="numpy", concurrency=actors,
-                                       num_gpus=1 if gpus else 0)
+                                       batch_size=batch_size, batch_format="numpy",
+                                       compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
         for batch in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
             yield [_unpacked(batch, i) for i in range(len(batch["row"]))]
 
@@ -138,21 +142,16 @@ def _passed_on() -> dict[str, str]:
     return {k: os.environ[k] for k in keys if k in os.environ}
 
 
-class _Decode:
-    """Ray Data stage: files to model inputs (the model's own preprocessing) and image facts, on CPUs. Each row
-    travels as one pickled ``(input, facts, error)``: Arrow holds bytes of any shape, not arrays beside None."""
+def _decode(batch: dict[str, np.ndarray], preprocess: Callable[[Any], Any]) -> dict[str, np.ndarray]:
+    """Ray Data stage: files to model inputs (the model's own preprocessing) and image facts, in CPU tasks. Each
+    row travels as one pickled ``(input, facts, error)``: Arrow holds bytes of any shape, not arrays beside None."""
+    from .embedding import decode_one
 
-    def __init__(self, preprocess: Callable[[Any], Any]) -> None:
-        self.preprocess = preprocess
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .embedding import decode_one
-
-        items = []
-        for path in batch["path"]:
-            x, facts, err = decode_one(str(path), self.preprocess)
-            items.append(pickle.dumps((None if x is None else x.numpy(), facts, err)))
-        return {"row": batch["row"], "item": np.array(items, dtype=object)}
+    items = []
+    for path in batch["path"]:
+        x, facts, err = decode_one(str(path), preprocess)
+        items.append(pickle.dumps((None if x is None else x.numpy(), facts, err)))
+    return {"row": batch["row"], "item": np.array(items, dtype=object)}
 
 
 class _Embed:

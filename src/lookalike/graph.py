@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENGINE_BLOCKS = 64  # tasks a distributed exact graph is split into (rows each: N / 64)
+# Tasks per CPU of a distributed engine that an exact graph is split into: a few, so that a slow machine does not
+# hold up the rest, and no more (each task reads all the vectors: at 2k x 1280 on 2 CPUs, 64 tasks took 13x the
+# local time, benchmarks/ray_overhead.py).
+TASKS_PER_WORKER = 2
 
 @dataclass(frozen=True)
 class KnnGraph:
@@ -240,7 +243,7 @@ def exact_knn(vectors: np.ndarray, k: int, block: int | None = None, precision: 
     if engine is None or engine.name == "local":
         indices, sims, redone = _exact_rows((v, k, block, precision), (0, len(v)))
     else:
-        step = max(1, -(-len(v) // ENGINE_BLOCKS))
+        step = max(1, -(-len(v) // (TASKS_PER_WORKER * engine.parallelism)))
         parts = engine.map(_exact_rows, (v, k, block, precision), [(a, min(a + step, len(v)))
                                                                    for a in range(0, len(v), step)])
         indices, sims = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
