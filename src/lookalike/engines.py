@@ -113,8 +113,9 @@ class RayEngine:
         actors = gpus or max(1, int(resources.get("CPU", 1)) // 2)
         data = ray.data.from_items([{"row": j, "path": p} for j, p in enumerate(paths)],
                                    override_num_blocks=max(1, min(len(paths) // batch_size, 4 * actors)))
-        decoded = data.map_batches(_decode, fn_kwargs={"preprocess": embedder.preprocess}, batch_size=batch_size,
-                                   batch_format="numpy")  # type: ignore[arg-type]  # tasks, on the CPUs
+        decoded = data.map_batches(  # tasks, on the CPUs
+            _decode, fn_kwargs={"preprocess": embedder.preprocess},  # type: ignore[arg-type]
+            batch_size=batch_size, batch_format="numpy")
         embedded = decoded.map_batches(_Embed, fn_constructor_args=(dict(embedder.spec), embedder.precision,
                                                                     embedder.key),
                                        batch_size=batch_size, batch_format="numpy",
