@@ -112,7 +112,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 COMMANDS = ["similar", "mislabels", "duplicates", "quality", "outliers", "evaluate", "embed"]
-SKIPPED = {"--help", "-h", "--qdrant-url", "--qdrant-api-key", "--rebuild", "--vectors", "--from-field", "--ids"}
+SKIPPED = {"--help", "-h", "--qdrant-url", "--qdrant-api-key", "--rebuild", "--vectors", "--from-field", "--ids",
+           "--engine", "--ray-address"}  # a Ray cluster started per example: test_ray covers them
 ARGUMENT = st.one_of(st.sampled_from(["-1", "0", "1", "3", "0.5", "1e9", "nan", "", "red", "train", "x" * 30]),
                      st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
                               max_size=8), st.integers(-5, 50).map(str))
