@@ -38,13 +38,17 @@ def test_an_unreachable_cluster_is_named() -> None:
 
 
 def test_the_graph_on_ray_equals_the_local_graph(engine: Any) -> None:
-    from lookalike.graph import exact_knn
+    from lookalike.graph import approximate_knn, exact_knn
 
     rng = np.random.default_rng(0)
     v = rng.normal(size=(3000, 48)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     local, distributed = exact_knn(v, 10), exact_knn(v, 10, engine=engine)
     assert np.array_equal(local.indices, distributed.indices)
+    np.testing.assert_allclose(local.sims, distributed.sims, atol=1e-6)
+    # The approximate graph: the clusters made here, their searches as tasks.
+    local, distributed = approximate_knn(v, 10), approximate_knn(v, 10, engine=engine)
+    assert np.array_equal(local.indices, distributed.indices) and (local.indices >= 0).all()
     np.testing.assert_allclose(local.sims, distributed.sims, atol=1e-6)
 
 

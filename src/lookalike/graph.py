@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -305,24 +305,54 @@ def _clusters(low: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _partitioned(vectors: np.ndarray | torch.Tensor, k: int, queries: int, exclude_self: bool, rescore: bool,
-                 precision: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                 precision: str, seed: int, engine: Engine | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Approximate ``k`` nearest rows of ``vectors`` to each of its first ``queries`` rows (see ``PROBES``):
     indices and similarities, most similar first. Products in bf16 where fast (or where ``vectors`` are
     bf16 already), then (with ``rescore``, from float32 vectors) the best ``k + LOW_PRECISION_MARGIN``
-    re-scored in fp32."""
+    re-scored in fp32. ``engine``: a distributed one searches ranges of clusters as tasks (float32 arrays)."""
     import torch
 
     with torch.inference_mode():
         base = _tensor(vectors)
-        low = base.bfloat16() if base.dtype != torch.bfloat16 and use_bf16(precision) else base
+        bf16 = base.dtype != torch.bfloat16 and use_bf16(precision)
+        low = base.bfloat16() if bf16 else base
         assigned, neighbours = _clusters(low, seed)
         order = torch.argsort(assigned)
         sizes = torch.bincount(assigned, minlength=len(neighbours))
         starts = torch.cumsum(sizes, 0) - sizes
-        indices = np.full((queries, k), -1, dtype=np.int64)
-        sims = np.full((queries, k), -np.inf, dtype=np.float32)
-        wide = k + LOW_PRECISION_MARGIN if rescore and low.dtype != base.dtype else k
-        for c in range(len(neighbours)):
+    wide = k + LOW_PRECISION_MARGIN if rescore and low.dtype != base.dtype else k
+    plan = (order.numpy(), sizes.numpy(), starts.numpy(), neighbours.numpy(), k, queries, exclude_self, wide)
+    indices = np.full((queries, k), -1, dtype=np.int64)
+    sims = np.full((queries, k), -np.inf, dtype=np.float32)
+    clusters = len(neighbours)
+    if engine is None or engine.name == "local" or not isinstance(vectors, np.ndarray):
+        parts = [_search_clusters((base, low, plan), (0, clusters))]
+    else:
+        step = max(1, -(-clusters // (TASKS_PER_WORKER * engine.parallelism)))
+        parts = engine.map(_search_clusters, (vectors, bf16, plan), [(a, min(a + step, clusters))
+                                                                     for a in range(0, clusters, step)])
+    for part in parts:
+        for rows, found, values in part:
+            indices[rows, :found.shape[1]] = found
+            sims[rows, :values.shape[1]] = values
+    return indices, sims
+
+
+def _search_clusters(problem: tuple[Any, Any, tuple[Any, ...]], clusters: tuple[int, int]
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The rows of clusters ``clusters[0]:clusters[1]`` searched among their probed clusters: (rows, their
+    neighbours, similarities) per block of rows. ``problem``: (base, low, plan) as tensors, or (float32
+    array, whether to search in bf16, plan) in a task, which makes the tensors itself."""
+    import torch
+
+    base, low, (order_np, sizes_np, starts_np, neighbours, k, queries, exclude_self, wide) = problem
+    out = []
+    with torch.inference_mode():
+        if isinstance(base, np.ndarray):
+            base = torch.from_numpy(base)
+            low = base.bfloat16() if low else base
+        order, sizes, starts = torch.from_numpy(order_np), sizes_np, starts_np
+        for c in range(*clusters):
             own = order[starts[c]:starts[c] + sizes[c]]
             own = own[own < queries]
             if not len(own):
@@ -347,17 +377,17 @@ def _partitioned(vectors: np.ndarray | torch.Tensor, k: int, queries: int, exclu
                 if wide > k:
                     values, ranked = torch.sort(_rescore(base, base[q], found), dim=1, descending=True)
                     found = found.gather(1, ranked)
-                got = min(k, w)
-                indices[q.numpy(), :got] = found[:, :k].numpy()
-                sims[q.numpy(), :got] = values[:, :k].float().numpy()
-    return indices, sims
+                out.append((q.numpy(), found[:, :k].numpy(), values[:, :k].float().numpy()))
+    return out
 
 
-def approximate_knn(vectors: np.ndarray, k: int, precision: str = "auto", seed: int = 0) -> KnnGraph:
+def approximate_knn(vectors: np.ndarray, k: int, precision: str = "auto", seed: int = 0,
+                    engine: Engine | None = None) -> KnnGraph:
     """Approximate cosine kNN, cluster by cluster (see ``PROBES``), with fp32 similarities; rows never list
-    themselves."""
+    themselves. ``engine``: a distributed one searches ranges of clusters as tasks (the clustering stays here)."""
     v = _validate(vectors, k)
-    indices, sims = _partitioned(v, k, len(v), exclude_self=True, rescore=True, precision=precision, seed=seed)
+    indices, sims = _partitioned(v, k, len(v), exclude_self=True, rescore=True, precision=precision, seed=seed,
+                                 engine=engine)
     return KnnGraph(indices=indices, sims=sims)
 
 
@@ -371,10 +401,10 @@ def approximate_nearest(base: np.ndarray | torch.Tensor, k: int, queries: int, p
 
 def knn(vectors: np.ndarray, k: int, exact_max: int, precision: str = "auto", engine: Engine | None = None
         ) -> KnnGraph:
-    """The exact graph up to ``exact_max`` rows (on ``engine``), the approximate one beyond (in this process)."""
+    """The exact graph up to ``exact_max`` rows, the approximate one beyond, on ``engine``."""
     if len(vectors) <= exact_max:
         return exact_knn(vectors, k, precision=precision, engine=engine)
-    return approximate_knn(vectors, k, precision=precision)
+    return approximate_knn(vectors, k, precision=precision, engine=engine)
 
 
 def recall(graph: KnnGraph, vectors: np.ndarray, rows: np.ndarray) -> float:
