@@ -115,15 +115,33 @@ def embed(
                            home=home, rebuild=rebuild, settings=config.index)
         table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
         cache = EmbeddingCache(home / "embeddings.sqlite")
+        streamed: list[int] = []
+
+        def write_on(fresh: dict[int, tuple[str, np.ndarray]]) -> None:
+            """A batch's new vectors into the index and their hashes into FiftyOne as they come (what the
+            sync below then finds unchanged): a long run's finished work is in place before it ends."""
+            import fiftyone as fo
+
+            rows = sorted(fresh)
+            if not rows:
+                return
+            hashes = [fresh[i][0] for i in rows]
+            ids = [table["id"][i] for i in rows]
+            index.upsert(ids, np.stack([fresh[i][1] for i in rows]),
+                         [index_payload(table, i, h) for i, h in zip(rows, hashes, strict=True)])
+            write_fields(dataset.select(ids), {HASH_FIELD: (fo.StringField, dict(zip(ids, hashes, strict=True)))})
+            streamed.extend(rows)
+
         try:
             result = embed_files(table["filepath"], embedder, cache, batch_size=config.embed.batch_size,
                                  num_workers=config.embed.num_workers, progress=progress,
-                                 engine=engine_of(config))
+                                 engine=engine_of(config), on_batch=write_on)
         finally:
             cache.close()
         run = EmbeddingRun(dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim,
                            spec=embedder.spec)
-        return _store_run(dataset, table, result, run, index, config, has_text=embedder.has_text)
+        return _store_run(dataset, table, result, run, index, config, has_text=embedder.has_text,
+                          streamed=len(streamed))
 
 
 def import_vectors(
@@ -219,7 +237,7 @@ def _embedding_lock(name: str, config: Config) -> AbstractContextManager[None]:
 
 
 def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedResult, run: EmbeddingRun,
-               index: EdgeIndex | QdrantIndex, config: Config, has_text: bool) -> EmbedSummary:
+               index: EdgeIndex | QdrantIndex, config: Config, has_text: bool, streamed: int = 0) -> EmbedSummary:
     """Write an embedding run's vectors: the hash and error fields, the collection synced (changed points
     upserted, changed payloads of unchanged points set, gone ones deleted), the run recorded and registered
     as a brain similarity index."""
@@ -251,7 +269,7 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
             changes = [{key: v for key, v in wanted[sid].items() if present[sid].get(key) != v} for sid in ids]
             index.set_payloads(ids, changes)
         index.delete(stale)
-        if moved and 0 < config.index.hnsw_above <= len(wanted):
+        if (moved or streamed) and 0 < config.index.hnsw_above <= len(wanted):
             index.optimize()
 
     collection = index.collection if isinstance(index, QdrantIndex) else str(index.path)
@@ -268,7 +286,7 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
         dataset=run.dataset, model=run.model, model_key=run.model_key, dim=run.dim,
         samples=len(table["id"]), embedded=len(ok), computed=result.computed, cached=result.cached,
         failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
-        upserted=len(moved), relabelled=len(relabelled), deleted=len(stale), collection=collection,
+        upserted=len(moved) + streamed, relabelled=len(relabelled), deleted=len(stale), collection=collection,
         brain_key=brain_key,
     )
 

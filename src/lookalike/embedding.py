@@ -259,9 +259,11 @@ def embed_files(
     num_workers: int = 2,
     progress: Progress | None = None,
     engine: Engine | None = None,
+    on_batch: Callable[[dict[int, tuple[str, np.ndarray]]], None] | None = None,
 ) -> EmbedResult:
     """Embed image files, reusing cached vectors; see the module docstring. ``engine``: where the decoding and
-    the model run (:mod:`lookalike.engines`; default: here)."""
+    the model run (:mod:`lookalike.engines`; default: here). ``on_batch``: called with each batch's new
+    (content hash, vector) by input position, once the cache holds them (to write them on as they come)."""
     hashes, errors = hash_files(paths, cache)
     result = EmbedResult(hashes=hashes, errors=errors)
     known = cache.get(embedder.key, [h for h in result.hashes if h]) if cache else {}
@@ -294,6 +296,9 @@ def embed_files(
                 if err is None and v is not None:
                     result.vectors[order[j]] = v
                     result.computed += 1
+            if on_batch:
+                on_batch({order[j]: (result.hashes[order[j]] or "", v) for j, v, _, err in batch
+                          if err is None and v is not None})
             done += len(batch)
             if progress:
                 progress(done, total)
