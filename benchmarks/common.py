@@ -39,6 +39,19 @@ def fashion_mnist(n: int) -> tuple[np.ndarray, np.ndarray]:
     return images[:n], labels[:n]
 
 
+def fashion_mnist_files(n: int, folder: Path) -> tuple[list[str], np.ndarray]:
+    """The first ``n`` images of :func:`fashion_mnist` as PNG files in ``folder``, and their labels."""
+    from PIL import Image
+
+    images, labels = fashion_mnist(n)
+    paths = []
+    for i, a in enumerate(images):
+        path = folder / f"{i:06d}.png"
+        Image.fromarray(a).save(path)
+        paths.append(str(path))
+    return paths, labels
+
+
 def embeddings(n: int, image_size: int = 112, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised EfficientNet-Lite0 embeddings of the first ``n`` images of :func:`fashion_mnist`,
     computed with lookalike's own preprocessing and model, cached in benchmarks/.cache/."""

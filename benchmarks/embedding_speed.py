@@ -22,21 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from common import RESULTS
-
-
-def _files(n: int, folder: Path) -> tuple[list[str], np.ndarray]:
-    from PIL import Image
-
-    from common import fashion_mnist
-
-    images, labels = fashion_mnist(n)
-    paths = []
-    for i, a in enumerate(images):
-        path = folder / f"{i:06d}.png"
-        Image.fromarray(a).save(path)
-        paths.append(str(path))
-    return paths, labels
+from common import RESULTS, fashion_mnist_files
 
 
 def _forward(embedder: Any, paths: list[str], batch_size: int) -> tuple[float, np.ndarray]:
@@ -88,7 +74,7 @@ def main() -> None:
     print(f"{'model':<20} {'precision':<9} {'forward img/s':>14} {'end-to-end img/s':>17} {'ratio':>6}")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        paths, labels = _files(args.n, Path(tmp))
+        paths, labels = fashion_mnist_files(args.n, Path(tmp))
         for model in args.models:
             size = 112 if model == "efficientnet-lite0" else None
             pretrained = "random" if model.startswith("clip:") else None

@@ -21,19 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from common import fashion_mnist, write_results
-
-
-def _files(n: int, folder: Path) -> list[str]:
-    from PIL import Image
-
-    images, _ = fashion_mnist(n)
-    paths = []
-    for i, a in enumerate(images):
-        path = folder / f"{i:06d}.png"
-        Image.fromarray(a).save(path)
-        paths.append(str(path))
-    return paths
+from common import fashion_mnist_files, write_results
 
 
 def _timed(step: Any) -> tuple[float, Any]:
@@ -58,7 +46,7 @@ def main() -> None:
     embedder = get_embedder("efficientnet-lite0", image_size=args.image_size)
     rows: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = _files(args.n, Path(tmp))
+        paths, _ = fashion_mnist_files(args.n, Path(tmp))
         start_s, ray_engine = _timed(RayEngine)
         results = {}
         for engine in (LocalEngine(), ray_engine):
