@@ -224,11 +224,10 @@ def load_config(
         raw = os.environ.get(var)
         if raw:
             try:
-                _apply(config, section, {key: kind(raw)}, f"${var}")
+                value = kind(raw)
             except ValueError as e:
-                if isinstance(e, ConfigError):
-                    raise
                 raise ConfigError(f"${var}={raw!r} is not a valid {kind.__name__}") from e
+            _apply(config, section, {key: value}, f"${var}")
     for section, values in (overrides or {}).items():
         _apply(config, section, {k: v for k, v in values.items() if v is not None}, "arguments")
     return config

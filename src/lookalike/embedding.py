@@ -285,20 +285,15 @@ def embed_files(
         order = list(todo.values())
         done = 0
         for batch in (engine or LocalEngine()).embed([paths[i] for i in order], embedder, batch_size, num_workers):
-            for j, _, _, err in batch:
-                if err is not None:
-                    result.errors[order[j]] = err
-            fresh = {result.hashes[order[j]]: v for j, v, _, err in batch if err is None and v is not None}
+            result.errors.update({order[j]: err for j, _, _, err in batch if err is not None})
+            new = {order[j]: v for j, v, _, _ in batch if v is not None}  # input position: vector
             if cache:  # committed batch by batch: an interrupted run resumes from here
                 cache.put_facts({h: f for j, _, f, _ in batch if f is not None and (h := result.hashes[order[j]])})
-                cache.put(embedder.key, {h: v for h, v in fresh.items() if h})
-            for j, v, _, err in batch:
-                if err is None and v is not None:
-                    result.vectors[order[j]] = v
-                    result.computed += 1
+                cache.put(embedder.key, {result.hashes[i] or "": v for i, v in new.items()})
+            result.vectors.update(new)
+            result.computed += len(new)
             if on_batch:
-                on_batch({order[j]: (result.hashes[order[j]] or "", v) for j, v, _, err in batch
-                          if err is None and v is not None})
+                on_batch({i: (result.hashes[i] or "", v) for i, v in new.items()})
             done += len(batch)
             if progress:
                 progress(done, total)

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
+# Parts per CPU of a distributed engine that a problem (the graph's rows or clusters) is split into: a few, so
+# that a slow machine does not hold up the rest, and no more (each task reads all the vectors: at 2k x 1280 on
+# 2 CPUs, 64 tasks took 13x the local time, benchmarks/ray_overhead.py).
+TASKS_PER_WORKER = 2
 S = TypeVar("S")
 P = TypeVar("P")
 T = TypeVar("T")
@@ -40,7 +44,6 @@ Embedded = tuple[int, np.ndarray | None, "ImageFacts | None", str | None]
 class Engine(Protocol):
     name: str
     parallelism: int  # how many parts it runs at once: what a problem is split for
-
 
     def map(self, fn: Callable[[S, P], T], shared: S, parts: Sequence[P]) -> list[T]:
         """``[fn(shared, part) for part in parts]``, in order."""
@@ -183,6 +186,19 @@ class _Embed:
 def _unpacked(batch: dict[str, np.ndarray], i: int) -> Embedded:
     vector, facts, err = pickle.loads(batch["item"][i])
     return int(batch["row"][i]), None if vector is None else np.asarray(vector, np.float32), facts, err
+
+
+def is_distributed(engine: Engine | None) -> bool:
+    """Whether ``engine`` runs parts elsewhere (their inputs must then travel: arrays, not tensors)."""
+    return engine is not None and engine.name != "local"
+
+
+def spans(count: int, engine: Engine | None) -> list[tuple[int, int]]:
+    """``range(count)`` as (start, stop) parts for ``engine``: whole here, ``TASKS_PER_WORKER`` per CPU of a
+    distributed one."""
+    parts = TASKS_PER_WORKER * engine.parallelism if engine is not None and is_distributed(engine) else 1
+    step = max(1, -(-count // parts))
+    return [(a, min(a + step, count)) for a in range(0, count, step)]
 
 
 def get_engine(name: str = "local", address: str | None = None) -> Engine:

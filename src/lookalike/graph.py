@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .arrays import as_vectors
+from .engines import LocalEngine, is_distributed, spans
 from .exceptions import ConfigError
 from .hardware import use_bf16
 
@@ -31,11 +32,6 @@ if TYPE_CHECKING:
     from .engines import Engine
 
 log = logging.getLogger(__name__)
-
-# Tasks per CPU of a distributed engine that an exact graph is split into: a few, so that a slow machine does not
-# hold up the rest, and no more (each task reads all the vectors: at 2k x 1280 on 2 CPUs, 64 tasks took 13x the
-# local time, benchmarks/ray_overhead.py).
-TASKS_PER_WORKER = 2
 
 @dataclass(frozen=True)
 class KnnGraph:
@@ -240,14 +236,9 @@ def exact_knn(vectors: np.ndarray, k: int, block: int | None = None, precision: 
     blocks of rows as tasks against the shared vectors, each by this same kernel, and stacks their rows.
     """
     v = _validate(vectors, k)
-    if engine is None or engine.name == "local":
-        indices, sims, redone = _exact_rows((v, k, block, precision), (0, len(v)))
-    else:
-        step = max(1, -(-len(v) // (TASKS_PER_WORKER * engine.parallelism)))
-        parts = engine.map(_exact_rows, (v, k, block, precision), [(a, min(a + step, len(v)))
-                                                                   for a in range(0, len(v), step)])
-        indices, sims = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        redone = sum(p[2] for p in parts)
+    parts = (engine or LocalEngine()).map(_exact_rows, (v, k, block, precision), spans(len(v), engine))
+    indices, sims = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    redone = sum(p[2] for p in parts)
     if redone:
         log.info("exact kNN: %d of %d rows searched again in fp32 (bf16 candidates not certified)", redone, len(v))
     return KnnGraph(indices=indices, sims=sims)
@@ -324,14 +315,9 @@ def _partitioned(vectors: np.ndarray | torch.Tensor, k: int, queries: int, exclu
     plan = (order.numpy(), sizes.numpy(), starts.numpy(), neighbours.numpy(), k, queries, exclude_self, wide)
     indices = np.full((queries, k), -1, dtype=np.int64)
     sims = np.full((queries, k), -np.inf, dtype=np.float32)
-    clusters = len(neighbours)
-    if engine is None or engine.name == "local" or not isinstance(vectors, np.ndarray):
-        parts = [_search_clusters((base, low, plan), (0, clusters))]
-    else:
-        step = max(1, -(-clusters // (TASKS_PER_WORKER * engine.parallelism)))
-        parts = engine.map(_search_clusters, (vectors, bf16, plan), [(a, min(a + step, clusters))
-                                                                     for a in range(0, clusters, step)])
-    for part in parts:
+    # Here the tensors are shared as they are; tasks get the float32 array and make their own.
+    shared = (vectors, bf16, plan) if is_distributed(engine) else (base, low, plan)
+    for part in (engine or LocalEngine()).map(_search_clusters, shared, spans(len(neighbours), engine)):
         for rows, found, values in part:
             indices[rows, :found.shape[1]] = found
             sims[rows, :values.shape[1]] = values

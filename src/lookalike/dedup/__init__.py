@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..engines import is_distributed
 from ..graph import KnnGraph
 from ..thumbnails import ImageFacts, Thumbnails
 from .alignment import crowd_levels, stands_out, verify
@@ -126,7 +127,7 @@ def _verified(engine: Engine | None, align: Callable[[np.ndarray, np.ndarray], n
               pairs: np.ndarray) -> np.ndarray:
     """``align(thumbs, pairs)``: here, or on ``engine`` in batches of ``PAIR_BATCH`` pairs (each pair's score
     depends on its two thumbnails alone, so batches give the same scores)."""
-    if engine is None or engine.name == "local" or len(pairs) <= PAIR_BATCH:
+    if engine is None or not is_distributed(engine) or len(pairs) <= PAIR_BATCH:
         return align(thumbs, pairs)
     parts = engine.map(align, thumbs, [pairs[a:a + PAIR_BATCH] for a in range(0, len(pairs), PAIR_BATCH)])
     return np.concatenate(parts)

@@ -24,8 +24,7 @@ from .base import Finder, Findings, Option, Record
 
 if TYPE_CHECKING:
     from ..context import Context
-    from ..engines import engine_of
-from ..embedding import Progress
+    from ..embedding import Progress
 
 log = logging.getLogger(__name__)
 
