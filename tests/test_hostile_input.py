@@ -31,7 +31,10 @@ VALUES = st.one_of(
 SETTINGS = st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8), st.integers()), VALUES, max_size=4)
 CONFIGS = st.dictionaries(st.one_of(st.sampled_from(SECTIONS), st.text(max_size=8), st.integers()),
                           st.one_of(SETTINGS, VALUES), max_size=3)
-QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Derandomized: CI runs the same examples each time (a new one found by chance would fail an unrelated
+# submission); to explore others, drop derandomize and run `pytest --hypothesis-seed=N` (ten seeds passed).
+QUICK = settings(max_examples=150, deadline=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _valid(config: Config) -> None:
@@ -137,7 +140,7 @@ def command_lines(draw: st.DrawFn, name: str) -> list[str]:
     return argv
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_command_line_runs_or_fails_in_one_line_naming_what_was_wrong(
         shop: str, data: st.DataObject, capsys: pytest.CaptureFixture[str]) -> None:

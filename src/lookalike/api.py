@@ -176,7 +176,7 @@ def import_vectors(
     table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
     if from_field is not None:
         if not dataset.has_field(from_field):
-            raise ConfigError(f"dataset {name!r} has no field {from_field!r}")
+            raise ConfigError(f"from_field {from_field!r}: dataset {name!r} has no field of that name")
         values = dataset.values(from_field)
         listed = [i for i, x in enumerate(values) if x is not None]
         if not listed:
@@ -292,8 +292,9 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
 
 
 def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | QdrantIndex,
-              model: Callable[[], Embedder], dim: int) -> tuple[np.ndarray, list[str]]:
-    """Vectors for sample ids (from the index) and image files (embedded now); also the sample ids."""
+              model: Callable[[], Embedder], dim: int, role: str) -> tuple[np.ndarray, list[str]]:
+    """Vectors for sample ids (from the index) and image files (embedded now); also the sample ids. ``role``:
+    the argument they came as (like, unlike, sample, image), which an error names."""
     ids = [s for s in items if not Path(s).is_file()]
     files = [s for s in items if Path(s).is_file()]
     rows = []
@@ -304,7 +305,7 @@ def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | Qdra
             known = set()
         unknown = [s for s in ids if s not in known]
         if unknown:
-            raise ConfigError(f"{unknown[0]!r} is neither an image file nor a sample id of {dataset.name!r}")
+            raise ConfigError(f"{role} {unknown[0]!r} is neither an image file nor a sample id of {dataset.name!r}")
         try:
             rows.append(index.vectors(ids))
         except KeyError as e:
@@ -319,7 +320,7 @@ def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | Qdra
             try:
                 images.append(open_image(f))
             except Exception as e:  # a query image the decoder refuses: say which and why, in one line
-                raise ConfigError(f"cannot use {f} as a query image: {type(e).__name__}: {e}") from e
+                raise ConfigError(f"{role} {f}: cannot use it as a query image: {type(e).__name__}: {e}") from e
         rows.append(model().embed_pil(images))
     return np.concatenate(rows) if rows else np.zeros((0, dim), np.float32), ids
 
@@ -366,11 +367,12 @@ def similar(
     if text:
         hits = index.query(model_once().embed_text([text]), k, where, min_score=min_score)[0]
     elif like:
-        pos, pos_ids = _examples(like, dataset, index, model_once, run.dim)
-        neg, neg_ids = _examples(unlike, dataset, index, model_once, run.dim)
+        pos, pos_ids = _examples(like, dataset, index, model_once, run.dim, "like")
+        neg, neg_ids = _examples(unlike, dataset, index, model_once, run.dim, "unlike")
         hits = index.recommend(pos, neg, k, where, exclude=pos_ids + neg_ids, min_score=min_score)
     else:
-        vec, ids = _examples([sample or image or ""], dataset, index, model_once, run.dim)
+        vec, ids = _examples([sample or image or ""], dataset, index, model_once, run.dim,
+                             "sample" if sample else "image")
         hits = index.query(vec, k, where, exclude=ids, min_score=min_score)[0]
     matches = Results(_match(h) for h in hits)
     if save_view:

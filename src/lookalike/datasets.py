@@ -189,7 +189,8 @@ def find_label_field(dataset: fo.Dataset, label_field: str | None = None) -> str
     schema = dataset.get_field_schema(embedded_doc_type=None)
     if label_field:
         if label_field not in schema:
-            raise ConfigError(f"dataset {dataset.name!r} has no field {label_field!r}; fields: {', '.join(schema)}")
+            raise ConfigError(f"label_field {label_field!r}: dataset {dataset.name!r} has no field of that name; "
+                              f"fields: {', '.join(schema)}")
         return label_field
     for kind in (fo.Classification, fo.Detections):
         for field_name, f in schema.items():

@@ -52,7 +52,7 @@ def class_probs(dataset: fo.Dataset | fo.DatasetView, ids: list[str], field: str
     field's classes, else its confidence on the predicted class spread evenly over the others."""
     root = dataset._root_dataset
     if not root.has_field(field):
-        raise ConfigError(f"dataset {root.name!r} has no field {field!r}")
+        raise ConfigError(f"prediction_field {field!r}: dataset {root.name!r} has no field of that name")
     logits_order = root.classes.get(field) or root.default_classes
     if logits_order and root.has_field(f"{field}.logits"):
         (logits,) = values_in_order(dataset, [f"{field}.logits"], ids)
