@@ -25,17 +25,21 @@ CLUSTER = Path(__file__).parents[1] / "configs" / "qdrant-cluster.yaml"
 
 class Recorder:
     """A stand-in for qdrant-client's QdrantClient: records each call; ``failures`` makes the next calls of a
-    method raise."""
+    method raise, ``answers`` what a method returns."""
 
-    def __init__(self, failures: dict[str, list[Exception]] | None = None) -> None:
+    def __init__(self, failures: dict[str, list[Exception]] | None = None,
+                 answers: dict[str, Any] | None = None) -> None:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.failures = failures or {}
+        self.answers = answers or {}
 
     def __getattr__(self, name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((name, args, kwargs))
             if self.failures.get(name):
                 raise self.failures[name].pop(0)
+            if name in self.answers:
+                return self.answers[name]
             if name == "collection_exists":
                 return False
             if name == "query_batch_points":
@@ -108,6 +112,25 @@ def test_transient_failures_are_retried_with_backoff(monkeypatch: pytest.MonkeyP
     with pytest.raises(UnexpectedResponse):
         index.upsert(["a" * 24], np.ones((1, 4), np.float32), [{}])
     assert len(client.of("upsert")) == 3 + 6 + 1
+
+
+def test_every_request_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not upserts and queries only: payload changes, deletions, scrolls, retrievals and counts cross the same
+    network (a tag written during a rolling restart must not be lost to one dropped connection)."""
+    monkeypatch.setattr(lookalike.index.time, "sleep", lambda _: None)
+    names = ("set_payload", "delete", "scroll", "retrieve", "count", "delete_collection")
+    sid = "a" * 24
+    client = Recorder({name: [ResponseHandlingException(ConnectionError("reset"))] for name in names}, answers={
+        "scroll": ([SimpleNamespace(payload={"sample_id": sid, "label": "cat"})], None),
+        "retrieve": [SimpleNamespace(payload={"sample_id": sid}, vector=[1.0, 0.0, 0.0, 0.0])],
+        "count": SimpleNamespace(count=1)})
+    index = _index(client, dim=4)
+    index.set_payloads([sid], [{"tags": ["x"]}])
+    index.delete([sid])
+    assert index.payloads() == {sid: {"sample_id": sid, "label": "cat"}} and index.count() == 1
+    assert index.vectors([sid]).tolist() == [[1.0, 0.0, 0.0, 0.0]]
+    index.drop()
+    assert {name: len(client.of(name)) for name in names} == dict.fromkeys(names, 2)
 
 
 def test_queries_carry_read_consistency_and_search_parameters() -> None:

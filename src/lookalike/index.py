@@ -469,16 +469,16 @@ class QdrantIndex:
                     type=models.ScalarType.INT8, always_ram=True)),
                 "binary": models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True)),
             }.get(s.quantization)
-            self._send(lambda: client.create_collection(
-                collection, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE,
-                                                               on_disk=s.on_disk or None),
+            vectors = models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=s.on_disk or None)
+            self._send(
+                client.create_collection, collection, vectors_config=vectors,
                 shard_number=s.shard_number, replication_factor=s.replication_factor,
                 write_consistency_factor=s.write_consistency_factor, on_disk_payload=s.on_disk_payload or None,
-                hnsw_config=hnsw, quantization_config=quantization))
+                hnsw_config=hnsw, quantization_config=quantization)
             with warnings.catch_warnings():  # local mode ignores payload indexes, and says so
                 warnings.simplefilter("ignore")
                 for key in PAYLOAD_KEYS:
-                    client.create_payload_index(collection, key, models.PayloadSchemaType.KEYWORD)
+                    self._send(client.create_payload_index, collection, key, models.PayloadSchemaType.KEYWORD)
 
     @classmethod
     def connect(cls, collection: str, dim: int, url: str | None = None, api_key: str | None = None,
@@ -508,15 +508,16 @@ class QdrantIndex:
         """Nothing to do: a Qdrant server builds its indexes itself."""
 
     def count(self) -> int:
-        return int(self.client.count(self.collection, exact=True).count)
+        return int(self._send(self.client.count, self.collection, exact=True).count)
 
-    def _send(self, request: Callable[[], T]) -> T:
-        """``request()``, sent again after a transient failure (no connection, a timeout, HTTP 429 or 5xx) up
-        to ``settings.retries`` times, waiting 0.5 s, 1 s, 2 s ... (at most 30 s) between; then an
-        IndexUnreachableError naming the server."""
+    def _send(self, request: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``request(*args, **kwargs)``, sent again after a transient failure (no connection, a timeout, HTTP 429
+        or 5xx) up to ``settings.retries`` times, waiting 0.5 s, 1 s, 2 s ... (at most 30 s) between; then an
+        IndexUnreachableError naming the server. Every request lookalike sends is idempotent: sending one twice
+        leaves what sending it once does."""
         for attempt in range(self.settings.retries + 1):
             try:
-                return request()
+                return request(*args, **kwargs)
             except Exception as e:
                 if not _transient(e):
                     raise
@@ -559,31 +560,33 @@ class QdrantIndex:
             self._upsert(batch, ordering)
 
     def _upsert(self, points: list[Any], ordering: Any) -> None:
-        self._send(lambda: self.client.upsert(self.collection, points=points, wait=True, ordering=ordering))
+        self._send(self.client.upsert, self.collection, points=points, wait=True, ordering=ordering)
 
     def set_payloads(self, ids: Sequence[str], changes: Sequence[Mapping[str, Any]]) -> None:
         for change, group in _alike(ids, changes):
             for start in range(0, len(group), _RETRIEVE_BATCH):
                 chunk = [point_id(i) for i in group[start:start + _RETRIEVE_BATCH]]
-                self.client.set_payload(self.collection, payload=change, points=chunk, wait=True)
+                self._send(self.client.set_payload, self.collection, payload=change, points=chunk, wait=True)
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
-            self.client.delete(self.collection, points_selector=self._m.PointIdsList(points=[point_id(i) for i in ids]))
+            selector = self._m.PointIdsList(points=[point_id(i) for i in ids])
+            self._send(self.client.delete, self.collection, points_selector=selector, wait=True)
 
     def payloads(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         offset = None
         while True:
-            records, offset = self.client.scroll(self.collection, limit=4096, offset=offset, with_payload=True)
+            records, offset = self._send(self.client.scroll, self.collection, limit=4096, offset=offset,
+                                         with_payload=True)
             for r in records:
                 out[_payload_id(r.payload)] = dict(r.payload or {})
             if offset is None:
                 return out
 
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
-        return _retrieved(lambda chunk: self.client.retrieve(self.collection, chunk, with_payload=True,
-                                                             with_vectors=True), ids, self.dim)
+        return _retrieved(lambda chunk: self._send(self.client.retrieve, self.collection, chunk, with_payload=True,
+                                                   with_vectors=True), ids, self.dim)
 
     def _filter(self, where: Where | None, exclude: Sequence[str]) -> Any:
         m = self._m
@@ -604,8 +607,8 @@ class QdrantIndex:
                            params=self._search_params())
             for row in q
         ]
-        responses = self._send(lambda: self.client.query_batch_points(self.collection, requests=requests,
-                                                                      **self._read_options()))
+        responses = self._send(self.client.query_batch_points, self.collection, requests=requests,
+                               **self._read_options())
         return [_hits(r.points) for r in responses]
 
     def recommend(self, positives: np.ndarray, negatives: np.ndarray, k: int, where: Where | None = None,
@@ -616,13 +619,14 @@ class QdrantIndex:
             negative=[r.tolist() for r in _check_vectors(negatives, self.dim)] if len(negatives) else [],
             strategy=m.RecommendStrategy.BEST_SCORE,
         ))
-        response = self._send(lambda: self.client.query_points(
-            self.collection, query=query, limit=k, with_payload=True, query_filter=self._filter(where, exclude),
-            score_threshold=min_score, search_params=self._search_params(), **self._read_options()))
+        response = self._send(
+            self.client.query_points, self.collection, query=query, limit=k, with_payload=True,
+            query_filter=self._filter(where, exclude), score_threshold=min_score, search_params=self._search_params(),
+            **self._read_options())
         return _hits(response.points)
 
     def drop(self) -> None:
-        self.client.delete_collection(self.collection)
+        self._send(self.client.delete_collection, self.collection)
 
 
 def _transient(error: Exception) -> bool:
