@@ -119,8 +119,10 @@ class RayEngine:
         decoded = data.map_batches(  # tasks, on the CPUs
             _decode, fn_kwargs={"preprocess": embedder.preprocess},  # type: ignore[arg-type]
             batch_size=batch_size, batch_format="numpy")
+        # Ray starts a worker with one thread (OMP_NUM_THREADS=1); a CPU model gets the share of CPUs it was sized for.
+        threads = 1 if gpus else max(1, int(resources.get("CPU", 1)) // actors)
         embedded = decoded.map_batches(_Embed, fn_constructor_args=(dict(embedder.spec), embedder.precision,
-                                                                    embedder.key),
+                                                                    embedder.key, threads),
                                        batch_size=batch_size, batch_format="numpy",
                                        compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
         for batch in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
@@ -161,8 +163,12 @@ def _decode(batch: dict[str, np.ndarray], preprocess: Callable[[Any], Any]) -> d
 class _Embed:
     """Ray Data stage: model inputs to vectors, one model per actor (built once, on its GPU if it has one)."""
 
-    def __init__(self, spec: dict[str, Any], precision: str, key: str) -> None:
+    def __init__(self, spec: dict[str, Any], precision: str, key: str, threads: int) -> None:
+        import torch
+
         from .models import get_embedder
+
+        torch.set_num_threads(threads)
 
         self.embedder = get_embedder(spec["name"], pretrained=spec.get("pretrained"),
                                      image_size=spec.get("image_size"), precision=precision)
