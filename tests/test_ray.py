@@ -37,13 +37,29 @@ def test_an_unreachable_cluster_is_named() -> None:
     assert out.startswith("LookalikeError cannot reach the Ray cluster at 127.0.0.1:9"), out
 
 
-def test_the_graph_on_ray_equals_the_local_graph(engine: Any) -> None:
+def test_the_graph_on_ray_equals_the_local_graph(engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tqdm
+
     from lookalike.graph import approximate_knn, exact_knn
 
+    bars: list[list[Any]] = []  # [label, tasks counted, total]
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            bars.append([kwargs["desc"], 0, kwargs["total"]])
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            bars[-1][1] += n
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
     rng = np.random.default_rng(0)
     v = rng.normal(size=(3000, 48)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     local, distributed = exact_knn(v, 10), exact_knn(v, 10, engine=engine)
+    parts = 2 * engine.parallelism
+    assert bars == [["ray: exact rows", parts, parts]]  # the tasks counted as they finish
     assert np.array_equal(local.indices, distributed.indices)
     np.testing.assert_allclose(local.sims, distributed.sims, atol=1e-6)
     # The approximate graph: the clusters made here, their searches as tasks.

@@ -101,11 +101,20 @@ class RayEngine:
         self.parallelism = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def map(self, fn: Callable[[S, P], T], shared: S, parts: Sequence[P]) -> list[T]:
+        """Tasks that read ``shared`` once from the object store; a progress bar (on a terminal) counts them."""
         import ray
+        from tqdm import tqdm
 
         ref = ray.put(shared)
         task = ray.remote(fn)
-        return list(ray.get([task.remote(ref, part) for part in parts]))
+        results = [task.remote(ref, part) for part in parts]
+        with tqdm(total=len(results), desc=f"ray: {fn.__name__.strip('_').replace('_', ' ')}", unit="task",
+                  disable=None, leave=False) as bar:
+            pending = results
+            while pending:
+                done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+                bar.update(len(done))
+        return list(ray.get(results))
 
     def embed(self, paths: Sequence[str], embedder: Embedder, batch_size: int, num_workers: int
               ) -> Iterator[list[Embedded]]:
