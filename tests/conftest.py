@@ -49,6 +49,17 @@ def write_blobs(folder: Path, colour: str, count: int, seed: int, size: int = 48
     return paths
 
 
+def vectors_by_file(name: str) -> dict[str, np.ndarray]:
+    """An embedded dataset's vectors keyed by image file: two datasets loaded from the same files compared."""
+    import fiftyone as fo
+
+    import lookalike
+
+    ids, vectors = lookalike.embeddings(name)
+    path_of = dict(zip(*fo.load_dataset(name).values(["id", "filepath"]), strict=True))
+    return {path_of[i]: v for i, v in zip(ids, vectors, strict=True)}
+
+
 def heavy_crop(image: Image.Image) -> Image.Image:
     """65% of each side, off-centre, resized back: a copy whose thumbnail no longer lines up."""
     w, h = image.size

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import write_blobs
+from conftest import vectors_by_file, write_blobs
 from lookalike.config import load_config
 
 ray = pytest.importorskip("ray")
@@ -93,14 +93,9 @@ def test_embedding_graph_and_duplicates_on_ray_equal_the_local_run(
     try:
         lookalike.embed(local_name, "efficientnet-lite0", config=_config("local"))
         lookalike.embed(dataset_name, "efficientnet-lite0", config=_config("ray"), rebuild=True)
-        ids, vectors = lookalike.embeddings(dataset_name)
-        local_ids, local_vectors = lookalike.embeddings(local_name)
-        paths = dict(zip(*__import__("fiftyone").load_dataset(dataset_name).values(["id", "filepath"]), strict=True))
-        local_paths = dict(zip(*__import__("fiftyone").load_dataset(local_name).values(["id", "filepath"]),
-                               strict=True))
-        by_path = {local_paths[i]: v for i, v in zip(local_ids, local_vectors, strict=True)}
-        cosines = [float(v @ by_path[paths[i]]) for i, v in zip(ids, vectors, strict=True)]
-        assert len(cosines) == len(by_path) and min(cosines) >= 0.999
+        ray_vectors, local_vectors = vectors_by_file(dataset_name), vectors_by_file(local_name)
+        assert ray_vectors.keys() == local_vectors.keys()
+        assert min(float(v @ local_vectors[f]) for f, v in ray_vectors.items()) >= 0.999
 
         monkeypatch.setattr(lookalike.dedup, "PAIR_BATCH", 5)  # several verification tasks, even here
         on_ray = lookalike.duplicates(dataset_name, config=_config("ray"), keypoints=False)
