@@ -121,3 +121,34 @@ def embedded(tree: Path, dataset_name: str) -> tuple[str, Path, Path]:
     load(tree, name=dataset_name)
     embed(dataset_name, MODEL)
     return dataset_name, original, copy
+
+
+OBJECT_COLOURS = {"cup": (220, 30, 30), "ball": (30, 200, 40), "box": (230, 220, 40)}
+
+
+def write_coco_scenes(root: Path, scenes: list[list[tuple[str, tuple[int, int, int, int]]]], size: int = 96,
+                      seed: int = 0) -> Path:
+    """A COCO detection export (``data/`` + ``labels.json``) of scenes: blue-grey noise backgrounds with
+    solid objects pasted at pixel boxes (x, y, w, h), one colour per category (``OBJECT_COLOURS``), with some
+    texture so that no two crops are equal. FiftyOne's importer loads it as ``ground_truth_detections``."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    categories = {name: i + 1 for i, name in enumerate(OBJECT_COLOURS)}
+    images, annotations = [], []
+    for n, objects in enumerate(scenes):
+        a = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        a[..., 2] += 120  # a blue scene
+        for label, (x, y, w, h) in objects:
+            patch = np.array(OBJECT_COLOURS[label], np.int16) + rng.integers(-25, 25, (h, w, 3))
+            a[y:y + h, x:x + w] = np.clip(patch, 0, 255).astype(np.uint8)
+        name = f"scene-{n:03d}.png"
+        Image.fromarray(a).save(root / "data" / name)
+        images.append({"id": n + 1, "file_name": name, "width": size, "height": size})
+        annotations += [{"id": len(annotations) + 1, "image_id": n + 1, "category_id": categories[label],
+                         "bbox": list(box), "area": box[2] * box[3], "iscrowd": 0} for label, box in objects]
+    (root / "labels.json").write_text(json.dumps({
+        "images": images, "annotations": annotations,
+        "categories": [{"id": i, "name": name} for name, i in categories.items()]}))
+    return root

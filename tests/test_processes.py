@@ -100,8 +100,8 @@ def test_app_command_serves_the_dataset(tree: Path, dataset_name: str) -> None:
 DECODING_CHILD = """
 import sys, time
 import torch
-from lookalike.embedding import decode_batches
-for batch in decode_batches(sys.argv[1:] * 50, lambda im: torch.zeros(3, 224, 224), 2, 2):
+from lookalike.decoding import decode_batches, whole_images
+for batch in decode_batches(whole_images(sys.argv[1:] * 50), lambda im: torch.zeros(3, 224, 224), 2, 2):
     print("batch", flush=True)  # then read slowly: the workers fill their result pipe and wait
     time.sleep(1)
 """

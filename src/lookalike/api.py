@@ -21,10 +21,18 @@ import numpy as np
 
 from .config import Config, load_config
 from .context import VECTORS_SUFFIX, Context, RunRows
-from .datasets import find_label_field, get_dataset, sample_table, write_fields
+from .datasets import (
+    box_table,
+    detections_field,
+    find_label_field,
+    get_dataset,
+    sample_table,
+    write_fields,
+    write_label_fields,
+)
 from .dedup import DEFAULT_THRESHOLD
 from .display import Results
-from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_files, hash_files
+from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_boxes, embed_files, hash_files
 from .engines import engine_of
 from .exceptions import ConfigError, IndexMismatchError, NotEmbeddedError
 from .finders import Findings
@@ -61,7 +69,7 @@ class EmbedSummary:
     model: str
     model_key: str
     dim: int
-    samples: int
+    samples: int  # rows: samples, or boxes for a patch run
     embedded: int
     computed: int
     cached: int
@@ -71,6 +79,7 @@ class EmbedSummary:
     deleted: int = 0
     collection: str = ""
     brain_key: str = ""  # the similarity index the App sorts by (lookalike.brain)
+    patches: str | None = None  # the Detections field whose boxes were embedded (None: whole images)
 
 
 @dataclass
@@ -85,12 +94,30 @@ class Match(Record):
     score: float
 
 
+@dataclass
+class BoxMatch(Record):
+    """One result of :func:`similar` over boxes (``patches=``): ``id`` is the box's label id, ``bbox``
+    FiftyOne's relative [x, y, w, h], ``tags`` the sample's."""
+
+    id: str
+    sample_id: str
+    filepath: str
+    label: Any
+    bbox: list[float]
+    split: str | None
+    tags: list[str]
+    label_tags: list[str]
+    score: float
+
+
 def embed(
     name: str,
     model: str | Embedder | None = None,
     pretrained: str | None = None,
     image_size: int | None = None,
     *,
+    patches: str | None = None,
+    margin: float | None = None,
     config: Config | None = None,
     rebuild: bool = False,
     progress: Progress | None = None,
@@ -100,9 +127,21 @@ def embed(
     Vectors come from the embedding cache where the file's bytes were seen before, so a rerun on an
     unchanged dataset does no model work and an interrupted run resumes. Unreadable images get a reason
     in the ``embed_error`` field and are left out of the index. ``rebuild`` drops the collection first.
+
+    ``patches``: a Detections field (e.g. ``ground_truth_detections``) whose boxes are embedded instead, each
+    cropped with ``margin`` (a share of its width and height on every side; default ``embed.margin``) from
+    one decode of its image, into a collection of their own (the image run of the same model stays as it
+    is). A box that cannot be embedded (outside the image, degenerate, too small, its image unreadable) gets
+    its reason in the label's ``embed_error`` attribute.
     """
     config = config or load_config()
     dataset = get_dataset(name)
+    patches = patches or config.embed.patches
+    margin = config.embed.margin if margin is None else margin
+    if patches:
+        detections_field(dataset, patches)
+        if not 0 <= margin <= 2:
+            raise ConfigError(f"margin must be between 0 and 2 (a share of the box's sides), got {margin}")
     if isinstance(model, str) or model is None:
         embedder = get_embedder(model or config.embed.model, pretrained=pretrained or config.embed.pretrained,
                                 image_size=image_size or config.embed.image_size, device=config.embed.device,
@@ -111,11 +150,14 @@ def embed(
         embedder = model
     home = config.index.home_path()
     with _embedding_lock(name, config):
-        index = open_index(name, embedder.key, embedder.dim, url=config.index.url, api_key=config.index.api_key,
-                           home=home, rebuild=rebuild, settings=config.index)
-        table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
+        index = open_index(name, EmbeddingRun.key_of(embedder.key, patches), embedder.dim, url=config.index.url,
+                           api_key=config.index.api_key, home=home, rebuild=rebuild, settings=config.index)
+        table = box_table(dataset, patches) if patches else sample_table(
+            dataset, find_label_field(dataset, config.dataset.label_field))
         cache = EmbeddingCache(home / "embeddings.sqlite")
         streamed: list[int] = []
+        run = EmbeddingRun(dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim,
+                           spec=embedder.spec, patches_field=patches, margin=margin if patches else 0.0)
 
         def write_on(fresh: dict[int, tuple[str, np.ndarray]]) -> None:
             """A batch's new vectors into the index and their hashes into FiftyOne as they come (what the
@@ -129,17 +171,17 @@ def embed(
             ids = [table["id"][i] for i in rows]
             index.upsert(ids, np.stack([fresh[i][1] for i in rows]),
                          [index_payload(table, i, h) for i, h in zip(rows, hashes, strict=True)])
-            write_fields(dataset.select(ids), {HASH_FIELD: (fo.StringField, dict(zip(ids, hashes, strict=True)))})
+            if not patches:  # a box's key lives in its point only
+                write_fields(dataset.select(ids), {HASH_FIELD: (fo.StringField, dict(zip(ids, hashes, strict=True)))})
             streamed.extend(rows)
 
+        steps: dict[str, Any] = dict(batch_size=config.embed.batch_size, num_workers=config.embed.num_workers,
+                                     progress=progress, engine=engine_of(config), on_batch=write_on)
         try:
-            result = embed_files(table["filepath"], embedder, cache, batch_size=config.embed.batch_size,
-                                 num_workers=config.embed.num_workers, progress=progress,
-                                 engine=engine_of(config), on_batch=write_on)
+            result = embed_boxes(table["filepath"], table["box"], margin, embedder, cache, **steps) if patches \
+                else embed_files(table["filepath"], embedder, cache, **steps)
         finally:
             cache.close()
-        run = EmbeddingRun(dataset=name, model=embedder.name, model_key=embedder.key, dim=embedder.dim,
-                           spec=embedder.spec)
         return _store_run(dataset, table, result, run, index, config, has_text=embedder.has_text,
                           streamed=len(streamed))
 
@@ -243,10 +285,14 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
     as a brain similarity index."""
     import fiftyone as fo
 
-    write_fields(dataset, {
-        HASH_FIELD: (fo.StringField, {sid: h for sid, h in zip(table["id"], result.hashes, strict=True) if h}),
-        ERROR_FIELD: (fo.StringField, {table["id"][i]: e for i, e in result.errors.items()}),
-    })
+    errors = {table["id"][i]: e for i, e in result.errors.items()}
+    if run.patches_field:
+        write_label_fields(dataset, run.patches_field, {ERROR_FIELD: errors})
+    else:
+        write_fields(dataset, {
+            HASH_FIELD: (fo.StringField, {sid: h for sid, h in zip(table["id"], result.hashes, strict=True) if h}),
+            ERROR_FIELD: (fo.StringField, errors),
+        })
 
     ok = sorted(result.vectors)
     wanted = {table["id"][i]: index_payload(table, i, result.hashes[i], result.vector_hashes.get(i)) for i in ok}
@@ -281,37 +327,48 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
     run.save(dataset)
     from .brain import register_similarity  # brain builds on this module
 
-    brain_key = register_similarity(dataset, run, has_text)
+    brain_key = register_similarity(dataset, run, has_text) if run.patches_field is None else ""
+    # A box's failure is named by its label id beside its file: an image's boxes fail one by one.
+    failed = {(f"{table['filepath'][i]} [{table['id'][i]}]" if run.patches_field else table["filepath"][i]): e
+              for i, e in sorted(result.errors.items())}
     return EmbedSummary(
         dataset=run.dataset, model=run.model, model_key=run.model_key, dim=run.dim,
         samples=len(table["id"]), embedded=len(ok), computed=result.computed, cached=result.cached,
-        failed={table["filepath"][i]: e for i, e in sorted(result.errors.items())},
-        upserted=len(moved) + streamed, relabelled=len(relabelled), deleted=len(stale), collection=collection,
-        brain_key=brain_key,
+        failed=failed, upserted=len(moved) + streamed, relabelled=len(relabelled), deleted=len(stale),
+        collection=collection, brain_key=brain_key, patches=run.patches_field,
     )
 
 
-def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | QdrantIndex,
-              model: Callable[[], Embedder], dim: int, role: str) -> tuple[np.ndarray, list[str]]:
-    """Vectors for sample ids (from the index) and image files (embedded now); also the sample ids. ``role``:
-    the argument they came as (like, unlike, sample, image), which an error names."""
+def _known_rows(ctx: Context, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are rows of the dataset: sample ids, or label ids of the patch field's boxes."""
+    try:
+        if ctx.patches is None:
+            return set(ctx.dataset.select(ids).values("id"))
+        return set(ctx.dataset.select_labels(ids=ids, fields=ctx.patches).values(
+            f"{ctx.patches}.detections.id", unwind=True))
+    except Exception:  # not even shaped like an ObjectId
+        return set()
+
+
+def _examples(items: Sequence[str], ctx: Context, index: EdgeIndex | QdrantIndex,
+              model: Callable[[], Embedder], role: str) -> tuple[np.ndarray, list[str]]:
+    """Vectors for row ids (from the index: sample ids, or label ids of boxes) and image files (embedded now);
+    also the row ids. ``role``: the argument they came as (like, unlike, sample, image), which an error names."""
     ids = [s for s in items if not Path(s).is_file()]
     files = [s for s in items if Path(s).is_file()]
     rows = []
+    what = "a sample id" if ctx.patches is None else f"a label id of {ctx.patches!r}"
     if ids:
-        try:
-            known = set(dataset.select(ids).values("id"))
-        except Exception:  # not even shaped like an ObjectId
-            known = set()
+        known = _known_rows(ctx, ids)
         unknown = [s for s in ids if s not in known]
         if unknown:
-            raise ConfigError(f"{role} {unknown[0]!r} is neither an image file nor a sample id of {dataset.name!r}")
+            raise ConfigError(f"{role} {unknown[0]!r} is neither an image file nor {what} of {ctx.dataset.name!r}")
         try:
             rows.append(index.vectors(ids))
         except KeyError as e:
+            where = f"its {ERROR_FIELD} field" if ctx.patches is None else f"its label's {ERROR_FIELD} attribute"
             raise NotEmbeddedError(
-                f"sample {ids} has no vector (its image may be unreadable: see its {ERROR_FIELD} field)"
-            ) from e
+                f"{'sample' if ctx.patches is None else 'box'} {ids} has no vector (see {where})") from e
     if files:
         from .images import open_image
 
@@ -322,7 +379,7 @@ def _examples(items: Sequence[str], dataset: fo.Dataset, index: EdgeIndex | Qdra
             except Exception as e:  # a query image the decoder refuses: say which and why, in one line
                 raise ConfigError(f"{role} {f}: cannot use it as a query image: {type(e).__name__}: {e}") from e
         rows.append(model().embed_pil(images))
-    return np.concatenate(rows) if rows else np.zeros((0, dim), np.float32), ids
+    return np.concatenate(rows) if rows else np.zeros((0, ctx.run.dim), np.float32), ids
 
 
 def similar(
@@ -338,10 +395,11 @@ def similar(
     label: str | None = None,
     split: str | None = None,
     tag: str | None = None,
+    patches: str | None = None,
     model: str | None = None,
     config: Config | None = None,
     save_view: bool = True,
-) -> Results[Match]:
+) -> Results[Any]:
     """The ``k`` samples of a dataset (by name) or a FiftyOne view most similar to a query, most similar first.
 
     Give exactly one of ``image`` (a file), ``sample`` (a sample id), ``text`` (needs a CLIP model), or
@@ -349,6 +407,11 @@ def similar(
     every ``unlike``). ``label``, ``split`` and ``tag`` filter inside Qdrant; query samples are left out
     of their own results. ``score`` is the cosine similarity (for ``like``, Qdrant's best-score value).
     The results are also saved as the dataset view ``lookalike-similar``.
+
+    ``patches``: search the boxes of this Detections field instead (its patch run: ``embed(patches=...)``);
+    ``sample`` and ``like``/``unlike`` then take label ids, ``label`` filters the box's label, ``split`` and
+    ``tag`` its sample's; the results are :class:`BoxMatch` rows, saved as a patches view
+    ``lookalike-similar-FIELD``.
     """
     given = [x for x in (image, sample, text) if x] + ([like] if like else [])
     if len(given) != 1:
@@ -357,27 +420,36 @@ def similar(
         raise ConfigError("unlike needs at least one like example")
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
-    ctx = Context.of(name, model, config)
+    ctx = Context.of(name, model, config, patches)
     dataset, run, config = ctx.dataset, ctx.run, ctx.config
     index = run.open_index(config)
     where: dict[str, Any] = {key: v for key, v in (("label", label), ("split", split), ("tags", tag)) if v is not None}
     if ctx.is_view:  # searched inside the store, like the other filters
-        where["sample_id"] = [str(i) for i in ctx.collection.values("id")]
+        where["sample_id" if patches is None else "label_id"] = ctx.row_ids_in(ctx.collection)
     model_once = functools.cache(lambda: run.embedder(config))  # built only for images and text
     if text:
         hits = index.query(model_once().embed_text([text]), k, where, min_score=min_score)[0]
     elif like:
-        pos, pos_ids = _examples(like, dataset, index, model_once, run.dim, "like")
-        neg, neg_ids = _examples(unlike, dataset, index, model_once, run.dim, "unlike")
+        pos, pos_ids = _examples(like, ctx, index, model_once, "like")
+        neg, neg_ids = _examples(unlike, ctx, index, model_once, "unlike")
         hits = index.recommend(pos, neg, k, where, exclude=pos_ids + neg_ids, min_score=min_score)
     else:
-        vec, ids = _examples([sample or image or ""], dataset, index, model_once, run.dim,
-                             "sample" if sample else "image")
+        vec, ids = _examples([sample or image or ""], ctx, index, model_once, "sample" if sample else "image")
         hits = index.query(vec, k, where, exclude=ids, min_score=min_score)[0]
-    matches = Results(_match(h) for h in hits)
+    matches: Results[Any] = Results(_match(h) if patches is None else _box_match(h) for h in hits)
     if save_view:
-        dataset.save_view(SIMILAR_VIEW, dataset.select([m.id for m in matches], ordered=True), overwrite=True)
+        ids = [m.id for m in matches]
+        if patches is None:
+            dataset.save_view(SIMILAR_VIEW, dataset.select(ids, ordered=True), overwrite=True)
+        else:  # a patch's id is its label's
+            dataset.save_view(similar_view(patches), dataset.select_labels(ids=ids, fields=patches).to_patches(
+                patches).select(ids, ordered=True), overwrite=True)
     return matches
+
+
+def similar_view(patches: str | None = None) -> str:
+    """The saved view of :func:`similar`'s results: samples, or the boxes of ``patches``."""
+    return SIMILAR_VIEW if patches is None else f"{SIMILAR_VIEW}-{patches}"
 
 
 def _match(hit: Hit) -> Match:
@@ -386,11 +458,19 @@ def _match(hit: Hit) -> Match:
                  tags=list(p.get("tags") or []), score=hit.score)
 
 
-def embeddings(name: str | Any, *, model: str | None = None, config: Config | None = None
-               ) -> tuple[list[str], np.ndarray]:
-    """The indexed vectors of an embedding run (L2-normalised float32 rows) and their sample ids, sorted
-    by id: the same vectors every analysis reads. ``name``: a dataset name, or a FiftyOne view."""
-    ctx = Context.of(name, model, config)
+def _box_match(hit: Hit) -> BoxMatch:
+    p = hit.payload
+    return BoxMatch(id=hit.id, sample_id=str(p.get("sample_id")), filepath=p.get("filepath", ""),
+                    label=p.get("label"), bbox=list(p.get("box") or []), split=p.get("split"),
+                    tags=list(p.get("tags") or []), label_tags=list(p.get("label_tags") or []), score=hit.score)
+
+
+def embeddings(name: str | Any, *, patches: str | None = None, model: str | None = None,
+               config: Config | None = None) -> tuple[list[str], np.ndarray]:
+    """The indexed vectors of an embedding run (L2-normalised float32 rows) and their sample ids (with
+    ``patches``: the label ids of that field's boxes), sorted by id: the same vectors every analysis reads.
+    ``name``: a dataset name, or a FiftyOne view."""
+    ctx = Context.of(name, model, config, patches)
     return ctx.ids, ctx.vectors()
 
 

@@ -60,8 +60,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     config = _config(args, embed={"model": args.model, "pretrained": args.pretrained, "image_size": args.image_size,
                                   "batch_size": args.batch_size, "device": args.device,
-                                  "precision": args.precision})
+                                  "precision": args.precision, "patches": args.patches, "margin": args.margin})
     imported = args.vectors or args.from_field
+    if imported and (args.patches or args.margin is not None):
+        raise ConfigError("--patches and --margin embed boxes with a model; imported vectors are of samples")
     if not imported and (args.ids or args.model_name):
         raise ConfigError("--ids and --model-name go with --vectors or --from-field")
     if imported and (args.model or args.pretrained or args.image_size):
@@ -74,7 +76,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     else:
         with _bar("embedding") as progress:
             s = embed(args.name, config=config, rebuild=args.rebuild, progress=progress)
-    print(f"{s.model} ({s.model_key}, {s.dim}-d): {s.embedded}/{s.samples} samples embedded "
+    rows = f"boxes of {s.patches!r}" if s.patches else "samples"
+    print(f"{s.model} ({s.model_key}, {s.dim}-d): {s.embedded}/{s.samples} {rows} embedded "
           f"({s.computed} computed, {s.cached} cached); {s.upserted} upserted, {s.relabelled} relabelled, "
           f"{s.deleted} removed in {s.collection}")
     for path, err in list(s.failed.items())[:20]:
@@ -85,19 +88,19 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from .api import SIMILAR_VIEW, similar
+    from .api import similar, similar_view
     from .tables import format_matches
 
     matches = similar(
         args.name, image=args.image, sample=args.sample, text=args.text, like=args.like or (),
         unlike=args.unlike or (), k=args.k, min_score=args.min_score, label=args.label, split=args.split,
-        tag=args.tag, model=args.model, config=_config(args),
+        tag=args.tag, patches=args.patches, model=args.model, config=_config(args),
     )
     if args.json:
         print(json.dumps([m.to_dict() for m in matches], indent=2))
     else:
         print(format_matches(matches))
-        print(f"(saved as view {SIMILAR_VIEW!r} of dataset {args.name!r})")
+        print(f"(saved as view {similar_view(args.patches)!r} of dataset {args.name!r})")
     return 0
 
 
@@ -126,12 +129,13 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
 
     from .api import embeddings
 
-    ids, vectors = embeddings(args.name, model=args.model, config=_config(args))
+    ids, vectors = embeddings(args.name, patches=args.patches, model=args.model, config=_config(args))
     out = Path(args.out)
     np.save(out, vectors)
     ids_path = out.with_suffix(".ids.json")
     ids_path.write_text(json.dumps(ids))
-    print(f"{vectors.shape[0]} x {vectors.shape[1]} vectors -> {out}; sample ids, row by row -> {ids_path}")
+    what = "label ids" if args.patches else "sample ids"
+    print(f"{vectors.shape[0]} x {vectors.shape[1]} vectors -> {out}; {what}, row by row -> {ids_path}")
     return 0
 
 
@@ -220,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                     help="model arithmetic (default fp32; auto: bf16 where the CPU/GPU runs it fast)")
     sp.add_argument("--rebuild", action="store_true", help="drop and refill the collection")
+    sp.add_argument("--patches", metavar="FIELD",
+                    help="embed the boxes of this Detections field (e.g. ground_truth_detections), not whole images")
+    sp.add_argument("--margin", type=float,
+                    help="with --patches: context kept around each box, a share of its sides (default 0.1)")
     own = sp.add_mutually_exclusive_group()
     own.add_argument("--vectors", help="import these vectors (.npy, one row per sample) instead of computing them")
     own.add_argument("--from-field", help="import the vectors in this FiftyOne embeddings field")
@@ -232,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="FiftyOne dataset name")
     q = sp.add_mutually_exclusive_group(required=True)
     q.add_argument("--image", help="query image file")
-    q.add_argument("--sample", help="query sample id")
+    q.add_argument("--sample", help="query sample id (with --patches: a label id)")
     q.add_argument("--text", help="query text prompt (CLIP models)")
     q.add_argument("--like", action="append", help="positive example: sample id or image file (repeatable)")
     sp.add_argument("--unlike", action="append", help="negative example for --like (repeatable)")
@@ -241,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--label", help="only samples with this label")
     sp.add_argument("--split", help="only samples of this split")
     sp.add_argument("--tag", help="only samples with this tag")
+    sp.add_argument("--patches", metavar="FIELD", help="search the boxes of this Detections field (its patch run)")
     sp.add_argument("--json", action="store_true", help="print a JSON array")
     on_run(sp)
     sp.set_defaults(func=cmd_similar)
@@ -263,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("embeddings", help="export an embedding run's vectors and sample ids")
     sp.add_argument("name", help="FiftyOne dataset name")
     sp.add_argument("--out", required=True, help="FILE.npy for the vectors (ids go to FILE.ids.json)")
+    sp.add_argument("--patches", metavar="FIELD", help="the boxes of this Detections field (its patch run)")
     on_run(sp)
     sp.set_defaults(func=cmd_embeddings)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import Config, load_config
-from .datasets import find_label_field, get_dataset
+from .datasets import box_table, detections_field, find_label_field, get_dataset, sample_table
 from .engines import engine_of
 from .exceptions import ConfigError
 from .graph import KnnGraph, knn, recall, update_knn
@@ -34,6 +34,9 @@ GRAPH_K = DEFAULT_K  # neighbours stored per sample: enough for every analysis
 UPDATE_ABOVE = 0.5  # share of unchanged samples above which a stored graph is updated rather than rebuilt
 RECALL_SAMPLE = 200  # rows an approximate graph is checked on against exact search (200 x N: well under 1 s)
 GRAPH_SUFFIX, VECTORS_SUFFIX = ".npz", ".vectors.npy"  # files beside the store, named by the rows' keys
+# What makes a row's key (a changed key is a changed row): a box's label id (two boxes alike on one image are two
+# rows), its sample, its content (a box's: image and crop), an imported vector's digest.
+ROW_KEYS = ("label_id", "sample_id", HASH_FIELD, VECTOR_HASH)
 
 
 @dataclass
@@ -66,10 +69,9 @@ class RunRows:
                config: Config) -> RunRows:
         """The rows of the points whose payloads these are."""
         ids = sorted(payloads)
-        keys = [":".join(str(payloads[i][key]) for key in ("sample_id", HASH_FIELD, VECTOR_HASH) if key in payloads[i])
-                for i in ids]
+        keys = [":".join(str(payloads[i][key]) for key in ROW_KEYS if key in payloads[i]) for i in ids]
         return cls(run=run, index=index, ids=ids, keys=keys, folder=config.index.home_path() / "graphs",
-                   stem=collection_name(run.dataset, run.model_key), config=config)
+                   stem=collection_name(run.dataset, run.key), config=config)
 
     def subset(self, ids: set[str]) -> RunRows:
         """The rows of these samples (those of them that are indexed), in the same order."""
@@ -171,12 +173,13 @@ class Context:
     dataset: fo.Dataset
     config: Config
     model: str | None = None  # which embedding run: a model name or key; None: the latest
+    patches: str | None = None  # rows: the boxes of this Detections field; None: the samples
 
     @classmethod
     def of(cls, target: str | fo.Dataset | fo.DatasetView, model: str | None = None,
-           config: Config | None = None) -> Context:
+           config: Config | None = None, patches: str | None = None) -> Context:
         """``target``: a dataset name, a dataset or a view (``SampleCollection``); ``model``: which embedding
-        run (default the latest)."""
+        run (default the latest); ``patches``: a Detections field whose boxes are the rows (its patch run)."""
         if isinstance(target, str):
             collection: Any = get_dataset(target)
         elif hasattr(target, "_root_dataset"):
@@ -185,12 +188,15 @@ class Context:
         else:
             raise ConfigError(f"expected a dataset name or a FiftyOne dataset or view, got {type(target).__name__}")
         dataset = collection._root_dataset
-        return cls(collection=collection, dataset=dataset, config=config or load_config(), model=model)
+        if patches:
+            detections_field(dataset, patches)
+        return cls(collection=collection, dataset=dataset, config=config or load_config(), model=model,
+                   patches=patches)
 
     @cached_property
     def run(self) -> EmbeddingRun:
         """The embedding run (looked up on first use: a pixel-only finder needs none)."""
-        return EmbeddingRun.get(self.dataset, self.model)
+        return EmbeddingRun.get(self.dataset, self.model, self.patches)
 
     @property
     def name(self) -> str:
@@ -206,15 +212,29 @@ class Context:
 
     @cached_property
     def rows(self) -> RunRows:
-        """The run's rows, or, on a view, those of the view's samples."""
+        """The run's rows, or, on a view, those of the view's samples (or boxes)."""
         whole = RunRows.of(self.run, self.config)
         if not self.is_view:
             return whole
-        return whole.subset(set(self.collection.values("id")))
+        return whole.subset(set(self.row_ids_in(self.collection)))
+
+    def row_ids_in(self, collection: fo.Dataset | fo.DatasetView) -> list[str]:
+        """The ids of a collection's rows: its sample ids, or the label ids of its boxes."""
+        if self.patches is None or getattr(collection, "_is_patches", False):  # a patch's id is its label's
+            return [str(i) for i in collection.values("id")]
+        return [str(i) for i in collection.values(f"{self.patches}.detections.id", unwind=True)]
 
     @property
     def ids(self) -> list[str]:
         return self.rows.ids
+
+    @cached_property
+    def table(self) -> dict[str, list[Any]]:
+        """The rows' columns, in the order of :attr:`ids`: id, filepath, label, split, tags; a box's also
+        sample_id, label_tags and box (see :mod:`lookalike.datasets`)."""
+        if self.patches is None:
+            return sample_table(self.collection, self.label_field, self.ids)
+        return box_table(self.collection, self.patches, self.ids)
 
     def graph(self, k: int) -> KnnGraph:
         return self.rows.graph(k)
@@ -227,4 +247,4 @@ class Context:
         results are not kept for the next run)."""
         if self.is_view:
             return None
-        return self.config.index.home_path() / kind / f"{collection_name(self.name, self.run.model_key)}.npz"
+        return self.config.index.home_path() / kind / f"{collection_name(self.name, self.run.key)}.npz"

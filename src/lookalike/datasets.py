@@ -236,6 +236,59 @@ def sample_table(dataset: fo.Dataset | fo.DatasetView, label_field: str | None,
     }
 
 
+def detections_field(dataset: fo.Dataset | fo.DatasetView, field: str) -> str:
+    """``field`` when it is a Detections field of the dataset, else a ConfigError naming it and what is
+    supported."""
+    import fiftyone as fo
+
+    root = dataset._root_dataset
+    if not root.has_field(field):
+        fields = [name for name, f in root.get_field_schema().items()
+                  if getattr(f, "document_type", None) is fo.Detections]
+        raise ConfigError(f"patches {field!r}: dataset {root.name!r} has no field of that name; its Detections "
+                          f"fields: {', '.join(fields) or 'none'}")
+    kind = getattr(root.get_field(field), "document_type", None)
+    if kind is not fo.Detections:
+        raise ConfigError(f"patches {field!r} is a {getattr(kind, '__name__', type(root.get_field(field)).__name__)} "
+                          "field; patches are the boxes of a Detections field (polylines, keypoints and "
+                          "segmentations are not supported)")
+    return field
+
+
+def box_table(samples: fo.Dataset | fo.DatasetView, field: str, ids: Sequence[str] | None = None
+              ) -> dict[str, list[Any]]:
+    """The boxes of Detections ``field`` as rows: id (the label id), sample_id, filepath, label, split, tags
+    (the sample's), label_tags and box (relative [x, y, w, h]); every box of ``samples``, or the boxes ``ids``
+    in that order (boxes of samples outside ``samples`` are left out)."""
+    fields = ["id", "filepath", "tags"]
+    if samples.has_field("split"):
+        fields.append("split")
+    parts = ("id", "label", "bounding_box", "tags")
+    fields += [f"{field}.detections.{p}" for p in parts]
+    columns = dict(zip(fields, samples.values(fields), strict=True))
+    out: dict[str, list[Any]] = {k: [] for k in ("id", "sample_id", "filepath", "label", "split", "tags",
+                                                 "label_tags", "box")}
+    splits = columns.get("split", [None] * len(columns["id"]))
+    for s, (sid, path, tags, split) in enumerate(zip(columns["id"], columns["filepath"], columns["tags"], splits,
+                                                     strict=True)):
+        label_ids, labels, boxes, label_tags = (columns[f"{field}.detections.{p}"][s] or [] for p in parts)
+        for lid, label, box, ltags in zip(label_ids, labels, boxes, label_tags or [[]] * len(label_ids),
+                                          strict=True):
+            out["id"].append(lid)
+            out["sample_id"].append(sid)
+            out["filepath"].append(path)
+            out["label"].append(label)
+            out["split"].append(split)
+            out["tags"].append(list(tags or []))
+            out["label_tags"].append(list(ltags or []))
+            out["box"].append(None if box is None else [float(v) for v in box])
+    if ids is None:
+        return out
+    row = {lid: r for r, lid in enumerate(out["id"])}
+    at = [row[i] for i in ids if i in row]
+    return {k: [column[r] for r in at] for k, column in out.items()}
+
+
 def write_fields(samples: fo.Dataset | fo.DatasetView, fields: dict[str, tuple[type[fo.Field], dict[str, Any]]]) -> int:
     """Set sample fields of ``samples`` (a dataset, or a view: samples outside it are untouched) from
     ``{field: (kind, {sample id: value})}``: each field declared as ``kind`` if new (all-None values carry no
@@ -254,5 +307,19 @@ def write_fields(samples: fo.Dataset | fo.DatasetView, fields: dict[str, tuple[t
         changed = {sid: new.get(sid) for sid, before in zip(ids, old, strict=True) if new.get(sid) != before}
         if changed:
             dataset.set_values(field_name, changed, key_field="id")
+            written += len(changed)
+    return written
+
+
+def write_label_fields(samples: fo.Dataset | fo.DatasetView, field: str, values: dict[str, dict[str, Any]]) -> int:
+    """Set attributes of the labels of Detections ``field`` from ``{attribute: {label id: value}}``, the
+    labels of ``samples`` not listed set to None; only values that differ are written (as :func:`write_fields`
+    does for samples). Returns the number written."""
+    written = 0
+    for name, new in values.items():
+        ids, old = samples.values([f"{field}.detections.id", f"{field}.detections.{name}"], unwind=True)
+        changed = {lid: new.get(lid) for lid, before in zip(ids, old, strict=True) if new.get(lid) != before}
+        if changed:
+            samples._root_dataset.set_label_values(f"{field}.detections.{name}", changed)
             written += len(changed)
     return written

@@ -12,22 +12,21 @@ quality issues later decodes nothing that was embedded.
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .images import open_image
-from .processes import decode_worker_init
-from .thumbnails import THUMB, ImageFacts, Thumbnails, image_facts
+from .decoding import Box, Source, box_problem, decode_batches, whole_images
+from .thumbnails import THUMB, ImageFacts, Thumbnails
 
 if TYPE_CHECKING:
     from .engines import Engine
@@ -184,53 +183,6 @@ class EmbedResult:
         return np.stack([self.vectors[i] for i in indices]).astype(np.float32, copy=False)
 
 
-Decoded = tuple[int, Any, ImageFacts | None, str | None]  # index, model input, facts, error
-
-
-class _Decoder:
-    """Decodes one file in a worker into the model's input (when given ``preprocess``) and its image
-    facts; returns the error text instead of raising."""
-
-    def __init__(self, paths: Sequence[str], preprocess: Callable[[Any], Any] | None) -> None:
-        self.paths = paths
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> Decoded:
-        return (i, *decode_one(self.paths[i], self.preprocess))
-
-
-def decode_one(path: str, preprocess: Callable[[Any], Any] | None) -> tuple[Any, ImageFacts | None, str | None]:
-    """One file's model input (given ``preprocess``) and image facts, or the reason it cannot be decoded."""
-    try:
-        im = open_image(path)
-        return preprocess(im) if preprocess else None, image_facts(im), None
-    except Exception as e:  # any decoder failure is recorded, never fatal
-        return None, None, f"cannot decode image: {type(e).__name__}: {e}"
-
-
-def _collate(items: list[Decoded]) -> list[Decoded]:
-    return items
-
-
-def decode_batches(paths: Sequence[str], preprocess: Callable[[Any], Any] | None, batch_size: int,
-                   num_workers: int, pin_memory: bool = False) -> Iterable[list[Decoded]]:
-    """Batches of decoded files, decoded in ``num_workers`` processes (in this one for a single batch)."""
-    import torch
-
-    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
-        _Decoder(paths, preprocess),  # type: ignore[arg-type]  # map-style by protocol, not by inheritance
-        batch_size=batch_size,
-        num_workers=num_workers if len(paths) > batch_size else 0,
-        collate_fn=_collate,
-        pin_memory=pin_memory,
-        worker_init_fn=functools.partial(decode_worker_init, os.getpid()),
-    )
-    return loader
-
-
 def cache_image_facts(paths: Sequence[str], hashes: Sequence[str], cache: EmbeddingCache, num_workers: int = 2,
                       progress: Progress | None = None) -> dict[str, str]:
     """Decode the files whose facts the cache lacks (by content hash) and cache their facts; return the errors
@@ -242,7 +194,7 @@ def cache_image_facts(paths: Sequence[str], hashes: Sequence[str], cache: Embedd
     done = 0
     if progress:
         progress(0, len(order))
-    for batch in decode_batches([todo[h] for h in order], None, 256, num_workers):
+    for batch in decode_batches(whole_images([todo[h] for h in order]), None, 256, num_workers):
         cache.put_facts({order[j]: f for j, _, f, _ in batch if f is not None})
         errors.update({order[j]: err for j, _, _, err in batch if err is not None})
         done += len(batch)
@@ -266,9 +218,79 @@ def embed_files(
     (content hash, vector) by input position, once the cache holds them (to write them on as they come)."""
     hashes, errors = hash_files(paths, cache)
     result = EmbedResult(hashes=hashes, errors=errors)
-    known = cache.get(embedder.key, [h for h in result.hashes if h]) if cache else {}
-    todo: dict[str, int] = {}  # hash -> first input index carrying it
-    for i, h in enumerate(result.hashes):
+    _embed_missing(result, lambda rows: [Source(paths[i], (i,)) for i in rows], embedder, cache, batch_size,
+                   num_workers, progress, engine, on_batch, len(paths))
+    for i, err in result.errors.items():
+        log.info("skipped %s: %s", paths[i], err)
+    return result
+
+
+def box_key(content_hash: str, box: Box, margin: float) -> str:
+    """The cache key of a box's vector: its image's content and the crop (box and margin), so a moved box or
+    another margin is a new vector and an unchanged one is never embedded again."""
+    crop = json.dumps([round(float(v), 6) for v in (*box, margin)])
+    return f"{content_hash}:{hashlib.blake2b(crop.encode(), digest_size=8).hexdigest()}"
+
+
+def embed_boxes(
+    paths: Sequence[str],
+    boxes: Sequence[Box],
+    margin: float,
+    embedder: Embedder,
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 32,
+    num_workers: int = 2,
+    progress: Progress | None = None,
+    engine: Engine | None = None,
+    on_batch: Callable[[dict[int, tuple[str, np.ndarray]]], None] | None = None,
+) -> EmbedResult:
+    """Embed boxes: row ``i`` is ``boxes[i]`` (relative ``[x, y, w, h]``) of the image ``paths[i]``, widened by
+    ``margin``. Each image is decoded once for all its boxes; vectors are cached by :func:`box_key`, so a
+    rerun or a resumed run embeds only new or changed boxes. ``hashes`` holds each row's key; a box that
+    cannot be embedded (outside the image, degenerate, too small, its image unreadable) gets its reason in
+    ``errors``."""
+    files = list(dict.fromkeys(paths))
+    file_hashes, file_errors = hash_files(files, cache)
+    hash_of = dict(zip(files, file_hashes, strict=True))
+    error_of = {files[i]: e for i, e in file_errors.items()}
+    result = EmbedResult(hashes=[None] * len(paths))
+    for i, (path, box) in enumerate(zip(paths, boxes, strict=True)):
+        problem = error_of.get(path) or box_problem(box)
+        if problem:
+            result.errors[i] = problem
+        else:
+            result.hashes[i] = box_key(hash_of[path] or "", box, margin)
+
+    def sources(rows: list[int]) -> list[Source]:
+        by_image: dict[str, list[int]] = {}
+        for i in rows:
+            by_image.setdefault(paths[i], []).append(i)
+        return [Source(path, tuple(at), tuple(tuple(boxes[i]) for i in at), margin)  # type: ignore[misc]
+                for path, at in by_image.items()]
+
+    return _embed_missing(result, sources, embedder, cache, batch_size, num_workers, progress, engine, on_batch,
+                          len(paths), what="boxes")
+
+
+def _embed_missing(
+    result: EmbedResult,
+    sources: Callable[[list[int]], list[Source]],
+    embedder: Embedder,
+    cache: EmbeddingCache | None,
+    batch_size: int,
+    num_workers: int,
+    progress: Progress | None,
+    engine: Engine | None,
+    on_batch: Callable[[dict[int, tuple[str, np.ndarray]]], None] | None,
+    total_rows: int,
+    what: str = "files",
+) -> EmbedResult:
+    """Fill ``result`` with a vector for every row that has a key (``result.hashes``): from the cache, else
+    embedded from ``sources(rows)``, committed batch by batch; rows sharing a key share its vector."""
+    keys = result.hashes
+    known = cache.get(embedder.key, [h for h in keys if h]) if cache else {}
+    todo: dict[str, int] = {}  # key -> first row carrying it
+    for i, h in enumerate(keys):
         if h is None:
             continue
         if h in known:
@@ -282,32 +304,30 @@ def embed_files(
     if total:
         from .engines import LocalEngine
 
-        order = list(todo.values())
         done = 0
-        for batch in (engine or LocalEngine()).embed([paths[i] for i in order], embedder, batch_size, num_workers):
-            result.errors.update({order[j]: err for j, _, _, err in batch if err is not None})
-            new = {order[j]: v for j, v, _, _ in batch if v is not None}  # input position: vector
+        for batch in (engine or LocalEngine()).embed(sources(list(todo.values())), embedder, batch_size,
+                                                     num_workers):
+            result.errors.update({row: err for row, _, _, err in batch if err is not None})
+            new = {row: v for row, v, _, _ in batch if v is not None}
             if cache:  # committed batch by batch: an interrupted run resumes from here
-                cache.put_facts({h: f for j, _, f, _ in batch if f is not None and (h := result.hashes[order[j]])})
-                cache.put(embedder.key, {result.hashes[i] or "": v for i, v in new.items()})
+                cache.put_facts({h: f for row, _, f, _ in batch if f is not None and (h := keys[row])})
+                cache.put(embedder.key, {keys[i] or "": v for i, v in new.items()})
             result.vectors.update(new)
             result.computed += len(new)
             if on_batch:
-                on_batch({i: (result.hashes[i] or "", v) for i, v in new.items()})
+                on_batch({i: (keys[i] or "", v) for i, v in new.items()})
             done += len(batch)
             if progress:
                 progress(done, total)
-        # Files with the same bytes share the vector (or the error) of the first one embedded.
-        for i, h in enumerate(result.hashes):
+        # Rows with the same key share the vector (or the error) of the first one embedded.
+        for i, h in enumerate(keys):
             if h is not None and i not in result.vectors and i not in result.errors:
                 first = todo[h]
                 if first in result.vectors:
                     result.vectors[i] = result.vectors[first]
                 else:
                     result.errors[i] = result.errors[first]
-    for i, err in result.errors.items():
-        log.info("skipped %s: %s", paths[i], err)
     if result.errors:  # one line: the summary (and the CLI) list them
-        log.warning("%d of %d files skipped: unreadable or not decodable (their reasons: the summary's `failed`, "
-                    "the field embed_error)", len(result.errors), len(paths))
+        log.warning("%d of %d %s skipped: unreadable or not embeddable (their reasons: the summary's `failed`, "
+                    "the field embed_error)", len(result.errors), total_rows, what)
     return result

@@ -3,7 +3,8 @@ one when no address is given), never on an engine of our own.
 
 An engine does two things: :meth:`Engine.map` runs a function over parts of a problem that share one large
 object (the kNN graph's row blocks over the vectors; the duplicate finder's candidate pairs over the
-thumbnails), and :meth:`Engine.embed` turns image files into vectors batch by batch. The Ray engine does the
+thumbnails), and :meth:`Engine.embed` turns image sources (whole images, or boxes cropped from them:
+:mod:`lookalike.decoding`) into vectors batch by batch. The Ray engine does the
 first with tasks that read the shared object from Ray's object store, the second with a Ray Data pipeline:
 decoding in CPU tasks, the model in a pool of actors sized to the GPUs (or CPUs) present. Both hand results
 back in the order asked, so what they compute equals the local engine's, and the caller commits each batch
@@ -24,6 +25,7 @@ from .exceptions import ConfigError, LookalikeError
 
 if TYPE_CHECKING:
     from .config import Config
+    from .decoding import Source
     from .models import Embedder
     from .thumbnails import ImageFacts
 
@@ -37,7 +39,7 @@ TASKS_PER_WORKER = 2
 S = TypeVar("S")
 P = TypeVar("P")
 T = TypeVar("T")
-# One decoded, embedded file: its position in the list asked, its vector, its image facts, or its error.
+# One decoded, embedded row (an image or a box): its row, its vector, its image facts, or its error.
 Embedded = tuple[int, np.ndarray | None, "ImageFacts | None", str | None]
 
 
@@ -49,9 +51,9 @@ class Engine(Protocol):
         """``[fn(shared, part) for part in parts]``, in order."""
         ...
 
-    def embed(self, paths: Sequence[str], embedder: Embedder, batch_size: int, num_workers: int
+    def embed(self, sources: Sequence[Source], embedder: Embedder, batch_size: int, num_workers: int
               ) -> Iterator[list[Embedded]]:
-        """The files embedded, a batch at a time (in any order of batches; each item says its position)."""
+        """The sources' rows embedded, a batch of sources at a time (in any order; each item says its row)."""
         ...
 
 
@@ -64,18 +66,26 @@ class LocalEngine:
     def map(self, fn: Callable[[S, P], T], shared: S, parts: Sequence[P]) -> list[T]:
         return [fn(shared, part) for part in parts]
 
-    def embed(self, paths: Sequence[str], embedder: Embedder, batch_size: int, num_workers: int
+    def embed(self, sources: Sequence[Source], embedder: Embedder, batch_size: int, num_workers: int
               ) -> Iterator[list[Embedded]]:
-        import torch
+        from .decoding import decode_batches
 
-        from .embedding import decode_batches
-
-        for batch in decode_batches(paths, embedder.preprocess, batch_size, num_workers,
+        for batch in decode_batches(sources, embedder.preprocess, batch_size, num_workers,
                                     pin_memory=embedder.device.startswith("cuda")):
-            good = [(j, x) for j, x, _, err in batch if err is None]
-            vectors = embedder.embed_images(torch.stack([x for _, x in good])) if good else np.zeros((0, embedder.dim))
-            by_row = {j: v for (j, _), v in zip(good, vectors, strict=True)}
+            by_row = _embedded(embedder, [(j, x) for j, x, _, err in batch if err is None], batch_size)
             yield [(j, by_row.get(j), facts, err) for j, _, facts, err in batch]
+
+
+def _embedded(embedder: Embedder, inputs: list[tuple[int, Any]], batch_size: int) -> dict[int, np.ndarray]:
+    """Model inputs by row, embedded ``batch_size`` at a time (the boxes of a batch of images may be many)."""
+    import torch
+
+    out: dict[int, np.ndarray] = {}
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start:start + batch_size]
+        vectors = embedder.embed_images(torch.stack([torch.as_tensor(x) for _, x in chunk]))
+        out.update({j: v for (j, _), v in zip(chunk, vectors, strict=True)})
+    return out
 
 
 class RayEngine:
@@ -116,15 +126,15 @@ class RayEngine:
                 bar.update(len(done))
         return list(ray.get(results))
 
-    def embed(self, paths: Sequence[str], embedder: Embedder, batch_size: int, num_workers: int
+    def embed(self, sources: Sequence[Source], embedder: Embedder, batch_size: int, num_workers: int
               ) -> Iterator[list[Embedded]]:
         import ray
 
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         actors = gpus or max(1, int(resources.get("CPU", 1)) // 2)
-        data = ray.data.from_items([{"row": j, "path": p} for j, p in enumerate(paths)],
-                                   override_num_blocks=max(1, min(len(paths) // batch_size, 4 * actors)))
+        data = ray.data.from_items([{"source": pickle.dumps(s)} for s in sources],
+                                   override_num_blocks=max(1, min(len(sources) // batch_size, 4 * actors)))
         decoded = data.map_batches(  # tasks, on the CPUs
             _decode, fn_kwargs={"preprocess": embedder.preprocess},  # type: ignore[arg-type]
             batch_size=batch_size, batch_format="numpy")
@@ -158,15 +168,17 @@ def _passed_on() -> dict[str, str]:
 
 
 def _decode(batch: dict[str, np.ndarray], preprocess: Callable[[Any], Any]) -> dict[str, np.ndarray]:
-    """Ray Data stage: files to model inputs (the model's own preprocessing) and image facts, in CPU tasks. Each
-    row travels as one pickled ``(input, facts, error)``: Arrow holds bytes of any shape, not arrays beside None."""
-    from .embedding import decode_one
+    """Ray Data stage: sources to model inputs (the model's own preprocessing) and image facts, in CPU tasks, a
+    row out per image or box. Each travels as one pickled ``(input, facts, error)``: Arrow holds bytes of any
+    shape, not arrays beside None."""
+    from .decoding import decode_source
 
-    items = []
-    for path in batch["path"]:
-        x, facts, err = decode_one(str(path), preprocess)
-        items.append(pickle.dumps((None if x is None else x.numpy(), facts, err)))
-    return {"row": batch["row"], "item": np.array(items, dtype=object)}
+    rows, items = [], []
+    for source in batch["source"]:
+        for row, x, facts, err in decode_source(pickle.loads(source), preprocess):
+            rows.append(row)
+            items.append(pickle.dumps((None if x is None else x.numpy(), facts, err)))
+    return {"row": np.array(rows, dtype=np.int64), "item": np.array(items, dtype=object)}
 
 
 class _Embed:

@@ -8,8 +8,9 @@
 - :class:`QdrantIndex` — a Qdrant server or cluster by URL (+ API key) through qdrant-client's query API;
   also runs on qdrant-client's local mode (``path=``), which is how the tests exercise it offline.
 
-Points are keyed by a UUID derived from the sample id; the payload carries ``sample_id``, ``label``,
-``split``, ``tags``, ``filepath`` and ``content_hash``. ``where`` filters (``{"label": "cat"}``,
+Points are keyed by a UUID derived from the row id (the sample id; a box's label id); the payload carries
+``sample_id``, ``label``, ``split``, ``tags``, ``filepath`` and ``content_hash`` (a box's also ``label_id``,
+``label_tags``, ``box`` and ``box_size``). ``where`` filters (``{"label": "cat"}``,
 ``{"tags": ["a", "b"]}``: any of) run inside Qdrant.
 """
 
@@ -254,7 +255,9 @@ def _alike(ids: Sequence[str], changes: Sequence[Mapping[str, Any]]) -> list[tup
 
 
 def _payload_id(payload: Mapping[str, Any] | None) -> str:
-    return str((payload or {})["sample_id"])
+    """A point's row id: a box's label id, else its sample id."""
+    payload = payload or {}
+    return str(payload.get("label_id") or payload["sample_id"])
 
 
 def _in_order(records: Sequence[Any], ids: Sequence[str], dim: int) -> np.ndarray:
@@ -356,7 +359,7 @@ class EdgeIndex:
         with self.session() as s:
             for start in range(0, len(ids), _UPSERT_BATCH):
                 points = [
-                    qe.Point(point_id(sid), v[i].tolist(), {**payloads[i], "sample_id": sid})
+                    qe.Point(point_id(sid), v[i].tolist(), {"sample_id": sid, **payloads[i]})
                     for i, sid in enumerate(ids[start:start + _UPSERT_BATCH], start)
                 ]
                 s.update(qe.UpdateOperation.upsert_points(points))
@@ -549,7 +552,7 @@ class QdrantIndex:
         batch: list[Any] = []
         size = 0
         for i, sid in enumerate(ids):
-            payload = {**payloads[i], "sample_id": sid}
+            payload = {"sample_id": sid, **payloads[i]}  # a box's payload names its sample itself
             cost = POINT_JSON_BYTES + self.dim * FLOAT_JSON_BYTES + len(json.dumps(payload, default=str))
             if batch and (size + cost > limit or len(batch) >= _UPSERT_BATCH):
                 self._upsert(batch, ordering)

@@ -1,0 +1,173 @@
+"""Boxes as rows: a patch run over a COCO import's ``ground_truth_detections`` (FiftyOne's real importer, a real
+embedded Qdrant store), with a rare object, bad boxes and an unreadable image planted."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import MODEL, write_coco_scenes
+from lookalike import embed, load, similar
+from lookalike.api import ERROR_FIELD, BoxMatch, Match, similar_view
+from lookalike.cli import main
+from lookalike.config import load_config
+from lookalike.exceptions import ConfigError
+from lookalike.runs import EmbeddingRun
+
+FIELD = "ground_truth_detections"
+CUP_SCENES = (0, 4, 8, 12)  # the rare object: one cup in each
+
+
+def _scenes() -> list[list[tuple[str, tuple[int, int, int, int]]]]:
+    rng = np.random.default_rng(7)
+    scenes = []
+    for n in range(16):
+        bx, by = (int(v) for v in rng.integers(0, 30, 2))
+        objects = [("ball", (bx, by, 24, 24))]
+        if n in CUP_SCENES:
+            objects.append(("cup", (int(rng.integers(50, 70)), int(rng.integers(50, 70)), 20, 20)))
+        scenes.append(objects)
+    return scenes
+
+
+@pytest.fixture
+def scenes(tmp_path: Path, dataset_name: str) -> tuple[str, Path]:
+    """The COCO export loaded; scene 1 given four boxes that cannot be embedded, scene 2's file then broken."""
+    import fiftyone as fo
+
+    root = write_coco_scenes(tmp_path / "coco", _scenes())
+    ds = load(root, name=dataset_name, format="coco")
+    sample = ds.match({"filepath": str(root / "data" / "scene-001.png")}).first()
+    for label, box in (("nan", [math.nan, 0.1, 0.2, 0.2]), ("zero", [0.1, 0.1, 0.0, 0.2]),
+                       ("outside", [1.2, 0.1, 0.1, 0.1]), ("tiny", [0.5, 0.5, 0.03, 0.03])):
+        sample[FIELD].detections.append(fo.Detection(label=label, bounding_box=box))
+    sample.save()
+    (root / "data" / "scene-002.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    return dataset_name, root
+
+
+def _labels(name: str) -> dict[str, str]:
+    """Label id -> label of every box."""
+    import fiftyone as fo
+
+    ids, labels = fo.load_dataset(name).values([f"{FIELD}.detections.id", f"{FIELD}.detections.label"], unwind=True)
+    return dict(zip(ids, labels, strict=True))
+
+
+def test_a_patch_run_embeds_each_box_once_records_the_bad_ones_and_keeps_the_image_run(
+        scenes: tuple[str, Path]) -> None:
+    import fiftyone as fo
+
+    name, root = scenes
+    images = embed(name, MODEL)
+    boxes = embed(name, MODEL, patches=FIELD)
+    assert (boxes.samples, boxes.patches) == (16 + 4 + 4, FIELD)  # 16 balls, 4 cups, 4 bad boxes
+    assert boxes.embedded == boxes.samples - 4 - 1  # the bad four and the unreadable scene's ball
+    assert boxes.computed == boxes.embedded
+    ds = fo.load_dataset(name)
+    errors = dict(zip(*ds.values([f"{FIELD}.detections.label", f"{FIELD}.detections.{ERROR_FIELD}"], unwind=True),
+                      strict=False))
+    reasons = {label: errors[label] for label in ("nan", "zero", "outside", "tiny")}
+    assert "not finite" in reasons["nan"] and "zero or negative" in reasons["zero"]
+    assert "outside the image" in reasons["outside"] and "too small" in reasons["tiny"]
+    broken = ds.match({"filepath": str(root / "data" / "scene-002.png")}).first()
+    assert all("cannot decode" in d[ERROR_FIELD] for d in broken[FIELD].detections)
+    assert len(boxes.failed) == 5
+    # The image run is still what every command without patches uses.
+    assert EmbeddingRun.get(ds).key == images.model_key
+    assert EmbeddingRun.get(ds, patches=FIELD).key == f"{images.model_key}@{FIELD}"
+    first = ds.first().id
+    assert all(isinstance(m, Match) and m.id in set(ds.values("id")) for m in similar(name, sample=first, k=3))
+
+    again = embed(name, MODEL, patches=FIELD)
+    assert (again.computed, again.cached, again.upserted, again.relabelled) == (0, boxes.embedded, 0, 0)
+    sample = ds.match({"filepath": str(root / "data" / "scene-005.png")}).first()
+    sample[FIELD].detections[0].bounding_box = [0.05, 0.05, 0.3, 0.3]  # a moved box is a new crop
+    sample[FIELD].detections[0].tags = ["checked"]
+    sample.save()
+    moved = embed(name, MODEL, patches=FIELD)
+    assert (moved.computed, moved.upserted) == (1, 1)
+
+
+def test_an_interrupted_patch_run_resumes_with_the_boxes_it_lacks(scenes: tuple[str, Path],
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    name, _ = scenes
+    monkeypatch.setenv("LOOKALIKE_HOME", str(tmp_path / "home"))  # an empty cache
+    config = load_config(overrides={"embed": {"batch_size": 3, "num_workers": 0}})  # 3 images a batch
+
+    def interrupt(done: int, total: int) -> None:
+        if done > 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed(name, MODEL, patches=FIELD, config=config, progress=interrupt)
+    resumed = embed(name, MODEL, patches=FIELD, config=config)
+    assert 0 < resumed.cached < resumed.embedded == 19
+    assert resumed.computed == resumed.embedded - resumed.cached
+
+
+def test_patch_search_finds_the_rare_object_from_one_box(scenes: tuple[str, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import fiftyone as fo
+
+    name, root = scenes
+    embed(name, MODEL, patches=FIELD)
+    labels = _labels(name)
+    cups = [i for i, label in labels.items() if label == "cup"]
+    found = similar(name, sample=cups[0], patches=FIELD, k=3)
+    assert all(isinstance(m, BoxMatch) for m in found)
+    assert sorted(m.id for m in found) == sorted(cups[1:])  # every other cup, and nothing else, first
+    assert [m.score for m in found] == sorted((m.score for m in found), reverse=True)
+
+    view = fo.load_dataset(name).load_saved_view(similar_view(FIELD))
+    assert view.values("id") == [m.id for m in found]  # a patches view: a patch's id is its label's
+
+    balls = similar(name, sample=cups[0], patches=FIELD, k=5, label="ball")
+    assert {labels[m.id] for m in balls} == {"ball"}
+    liked = similar(name, like=cups[:2], unlike=[balls[0].id], patches=FIELD, k=2)
+    assert sorted(m.id for m in liked) == sorted(cups[2:])
+
+    query = tmp_path / "cup.png"  # a crop of a cup from its scene, as a user would cut it out
+    Image.open(root / "data" / "scene-004.png").crop((48, 48, 92, 92)).save(query)
+    assert labels[similar(name, image=str(query), patches=FIELD, k=1)[0].id] == "cup"
+
+    assert main(["similar", name, "--patches", FIELD, "--sample", cups[0], "-k", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [set(r) for r in rows] == [{"id", "sample_id", "filepath", "label", "bbox", "split", "tags",
+                                       "label_tags", "score"}] * 3
+    assert {r["label"] for r in rows} == {"cup"} and all(len(r["bbox"]) == 4 for r in rows)
+
+
+def test_a_field_that_is_not_detections_is_named_in_one_line(scenes: tuple[str, Path],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import fiftyone as fo
+
+    name, _ = scenes
+    ds = fo.load_dataset(name)
+    sample = ds.first()
+    sample["whole"] = fo.Classification(label="x")
+    sample.save()
+    with pytest.raises(ConfigError, match=r"'whole' is a Classification field.*Detections"):
+        embed(name, MODEL, patches="whole")
+    assert main(["embed", name, "--model", MODEL, "--patches", "nothing"]) == 2
+    err = capsys.readouterr().err
+    assert "no field of that name" in err and FIELD in err and len(err.strip().splitlines()) == 1
+    assert main(["similar", name, "--patches", FIELD, "--sample", ds.first().id]) == 2
+    assert "no patch embeddings" in capsys.readouterr().err
+
+
+def test_box_vectors_export_with_their_label_ids(scenes: tuple[str, Path], tmp_path: Path) -> None:
+    name, _ = scenes
+    embed(name, MODEL, patches=FIELD)
+    out = tmp_path / "boxes.npy"
+    assert main(["embeddings", name, "--patches", FIELD, "--out", str(out)]) == 0
+    vectors, ids = np.load(out), json.loads(out.with_suffix(".ids.json").read_text())
+    assert vectors.shape[0] == len(ids) == 19
+    assert set(ids) <= set(_labels(name))
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
