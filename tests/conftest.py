@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Set before anything imports fiftyone: it reads these once.
 _ROOT = Path(tempfile.mkdtemp(prefix="lookalike-tests-"))
@@ -136,7 +136,8 @@ def write_coco_scenes(root: Path, scenes: list[list[tuple[str, tuple[int, int, i
     rng = np.random.default_rng(seed)
     (root / "data").mkdir(parents=True, exist_ok=True)
     categories = {name: i + 1 for i, name in enumerate(OBJECT_COLOURS)}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for n, objects in enumerate(scenes):
         a = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
         a[..., 2] += 120  # a blue scene
