@@ -171,3 +171,99 @@ def test_box_vectors_export_with_their_label_ids(scenes: tuple[str, Path], tmp_p
     assert vectors.shape[0] == len(ids) == 19
     assert set(ids) <= set(_labels(name))
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+@pytest.fixture
+def crowded(tmp_path: Path, dataset_name: str) -> tuple[str, dict[str, str]]:
+    """30 scenes of one object each (10 balls, 10 cups, 10 boxes), two of them given a wrong label, and two
+    objects annotated twice: a ball with a second box 1 px off (same label), a cup whose second box says
+    ball. Returns the name and the planted label ids by role."""
+    import fiftyone as fo
+
+    kinds = ("ball", "cup", "box")
+    scenes = [[(kinds[n % 3], (10 + n, 12 + n % 7, 30, 30))] for n in range(30)]
+    scenes[0].append(("ball", (70, 70, 20, 20)))  # a second, distinct ball: not a double
+    root = write_coco_scenes(tmp_path / "coco", scenes)
+    ds = load(root, name=dataset_name, format="coco")
+    by_file = {Path(s.filepath).name: s for s in ds}
+    planted = {}
+    for n, wrong, role in ((6, "box", "ball->box"), (5, "ball", "box->ball")):  # 6 is a ball, 5 a box
+        sample = by_file[f"scene-{n:03d}.png"]
+        sample[FIELD].detections[0].label = wrong
+        planted[role] = sample[FIELD].detections[0].id
+        sample.save()
+    for n, label, role in ((3, "ball", "double"), (7, "ball", "conflict")):  # 3 is a ball, 7 a cup
+        sample = by_file[f"scene-{n:03d}.png"]
+        x, y, w, h = sample[FIELD].detections[0].bounding_box
+        sample[FIELD].detections.append(fo.Detection(label=label, bounding_box=[x + 0.01, y, w, h]))
+        planted[role] = sample[FIELD].detections[0].id
+        planted[role + "-copy"] = sample[FIELD].detections[1].id
+        sample.save()
+    embed(dataset_name, MODEL, patches=FIELD)
+    return dataset_name, planted
+
+
+def test_box_mislabels_are_found_written_on_the_labels_and_kept_apart_from_the_image_run(
+        crowded: tuple[str, dict[str, str]], capsys: pytest.CaptureFixture[str]) -> None:
+    import fiftyone as fo
+
+    from lookalike import mislabels, outliers
+
+    name, planted = crowded
+    suspects = mislabels(name, patches=FIELD)
+    flagged = {s.id: s for s in suspects if s.flagged}
+    assert {planted["ball->box"], planted["box->ball"]} <= set(flagged)
+    assert flagged[planted["ball->box"]].suggested_label == "ball"
+    assert flagged[planted["box->ball"]].suggested_label == "box"
+    assert len(flagged) <= 4  # the two planted, and at most the two conflicting doubles
+    ds = fo.load_dataset(name)
+    scores = dict(zip(*ds.values([f"{FIELD}.detections.id", f"{FIELD}.detections.mislabel_score"], unwind=True),
+                      strict=True))
+    assert scores[planted["ball->box"]] >= 0.5 and len(scores) == 33
+    tagged = ds.select_labels(tags="suspect-label", fields=FIELD).values(f"{FIELD}.detections.id", unwind=True)
+    assert set(tagged) == set(flagged)
+    view = ds.load_saved_view(f"lookalike-suspect-labels-{FIELD}")
+    assert set(view.values("id")) == set(flagged)
+
+    assert main(["mislabels", name, "--patches", FIELD, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["id"] for r in rows} == set(flagged)
+    assert set(rows[0]) == {"id", "sample_id", "filepath", "label", "suggested_label", "score", "flagged", "split",
+                            "tags"}
+
+    # One run per (finder, rows): the image run and the box run of a finder live side by side.
+    embed(name, MODEL)
+    outliers(name)
+    outliers(name, patches=FIELD)
+    runs = ds.list_brain_runs()
+    assert {"lookalike_run_outliers", f"lookalike_run_outliers__{FIELD}"} <= set(runs)
+    assert ds.has_field("outlier_score") and ds.count(f"{FIELD}.detections.outlier_score") == 33
+    ds.delete_brain_run(f"lookalike_run_mislabels__{FIELD}")  # its cleanup: its label attributes and tags go
+    assert not ds.has_field(f"{FIELD}.detections.mislabel_score")
+    assert ds.count_label_tags().get("suspect-label", 0) == 0
+    assert ds.has_field("outlier_score")
+
+
+def test_double_annotations_are_grouped_by_overlap(crowded: tuple[str, dict[str, str]],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import fiftyone as fo
+
+    from lookalike import duplicates, find
+
+    name, planted = crowded
+    groups = duplicates(name, patches=FIELD)
+    found = {frozenset(m.id for m in g.members): g for g in groups}
+    double = frozenset((planted["double"], planted["double-copy"]))
+    conflict = frozenset((planted["conflict"], planted["conflict-copy"]))
+    assert set(found) == {double, conflict}  # the distinct second ball of scene 0 is not one
+    assert found[double].kind == "same-label" and found[conflict].kind == "conflicting-labels"
+    assert all(sum(m.keep for m in g.members) == 1 for g in groups)
+    ds = fo.load_dataset(name)
+    tagged = ds.select_labels(tags="duplicate", fields=FIELD).values(f"{FIELD}.detections.id", unwind=True)
+    assert set(tagged) == double | conflict
+    assert set(ds.load_saved_view(f"lookalike-duplicates-{FIELD}").values("id")) == double | conflict
+
+    assert main(["duplicates", name, "--patches", FIELD, "--iou", "0.99", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"groups": [], "leaks": []}  # 1 px off: IoU < 0.99
+    with pytest.raises(ConfigError, match="runs on whole images only"):
+        find("quality", name, patches=FIELD)

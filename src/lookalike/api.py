@@ -31,6 +31,7 @@ from .datasets import (
     write_label_fields,
 )
 from .dedup import DEFAULT_THRESHOLD
+from .dedup.boxes import DEFAULT_IOU
 from .display import Results
 from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_boxes, embed_files, hash_files
 from .engines import engine_of
@@ -490,20 +491,25 @@ def knn_graph(name: str | Any, k: int = DEFAULT_K, *, model: str | None = None,
     return ctx.ids, ctx.graph(k)
 
 
-def find(finder: str, name: str | Any, *, model: str | None = None, config: Config | None = None,
-         progress: Progress | None = None, **options: Any) -> Findings:
+def find(finder: str, name: str | Any, *, patches: str | None = None, model: str | None = None,
+         config: Config | None = None, progress: Progress | None = None, **options: Any) -> Findings:
     """Run the finder ``finder`` (see ``lookalike.finders.FINDERS``) on a dataset (by name) or a FiftyOne
-    view, write its fields to those samples and record the run; returns its findings."""
+    view, write its fields to those samples and record the run; returns its findings. ``patches``: run it on
+    the boxes of this Detections field instead (its patch run), writing to the labels themselves
+    (``FIELD.detections.<score>``, label tags, a patches view named like the samples' one plus ``-FIELD``)."""
     from . import finders
 
     chosen = finders.get(finder)
     settle(chosen, options)  # a wrong option is named before the dataset is opened
-    return finders.run(chosen, Context.of(name, model, config), progress, **options)
+    if patches and not chosen.on_boxes:
+        on = ", ".join(f.name for f in finders.FINDERS.values() if f.on_boxes)
+        raise ConfigError(f"{chosen.name} runs on whole images only, not on patches; on boxes run: {on}")
+    return finders.run(chosen, Context.of(name, model, config, patches), progress, **options)
 
 
 def mislabels(name: str | Any, *, k: int = DEFAULT_K, max_ratio: float = DEFAULT_MAX_RATIO,
-              prediction_field: str | None = None, probe: bool = True, model: str | None = None,
-              config: Config | None = None) -> Results[Suspect]:
+              prediction_field: str | None = None, probe: bool = True, patches: str | None = None,
+              model: str | None = None, config: Config | None = None) -> Results[Suspect]:
     """Score every labeled sample of a dataset (by name) or view for a wrong label from its embedding
     neighbours and a cross-validated linear probe on its vector (``probe=False``: neighbours only).
 
@@ -512,14 +518,18 @@ def mislabels(name: str | Any, *, k: int = DEFAULT_K, max_ratio: float = DEFAULT
     ``suspect-label`` and saves them as the view ``lookalike-suspect-labels``; a rerun replaces all of it.
     ``prediction_field``: a Classification field of model predictions (confidence or logits) to combine
     with the neighbours. See :mod:`lookalike.label_issues` for the method.
+
+    ``patches``: score the boxes of this Detections field (its patch run) by their labels instead; the
+    results are written on the boxes (``FIELD.detections.mislabel_score``, ...), the flagged ones tagged
+    ``suspect-label`` and saved as the patches view ``lookalike-suspect-labels-FIELD``.
     """
-    return Results(find("mislabels", name, model=model, config=config, k=k, max_ratio=max_ratio,
+    return Results(find("mislabels", name, patches=patches, model=model, config=config, k=k, max_ratio=max_ratio,
                         prediction_field=prediction_field, probe=probe).records)
 
 
 def duplicates(name: str | Any, *, threshold: float = DEFAULT_THRESHOLD, keep: str = "largest", keypoints: bool = True,
-               model: str | None = None, config: Config | None = None, progress: Progress | None = None
-               ) -> Results[DuplicateSet]:
+               patches: str | None = None, iou: float = DEFAULT_IOU, model: str | None = None,
+               config: Config | None = None, progress: Progress | None = None) -> Results[DuplicateSet]:
     """Exact and near duplicates among the embedded samples of a dataset (by name) or view, largest group
     first.
 
@@ -533,9 +543,14 @@ def duplicates(name: str | Any, *, threshold: float = DEFAULT_THRESHOLD, keep: s
     and saves the views ``lookalike-duplicates`` and ``lookalike-leaks``; a rerun replaces all of it. Nothing
     is deleted. The pairs verified are kept beside the store: a rerun after a few images were added verifies
     only pairs with those.
+
+    ``patches``: double annotations among the boxes of this Detections field instead: boxes of one image
+    overlapping at ``iou`` or more (same label or not), grouped; ``keep`` ``largest`` keeps the largest box,
+    otherwise the first annotated. Written on the boxes (``FIELD.detections.duplicate_group``, ...), tagged
+    ``duplicate``, saved as the patches view ``lookalike-duplicates-FIELD``.
     """
-    return Results(find("duplicates", name, model=model, config=config, progress=progress, threshold=threshold,
-                        keep=keep, keypoints=keypoints).records)
+    return Results(find("duplicates", name, patches=patches, model=model, config=config, progress=progress,
+                        threshold=threshold, keep=keep, keypoints=keypoints, iou=iou).records)
 
 
 def compute_map(name: str | Any, *, colour_by: str = "label", plot_path: str | Path | None = None, seed: int = 0,
@@ -564,12 +579,12 @@ def quality(name: str | Any, *, config: Config | None = None, progress: Progress
     return Results(find("quality", name, config=config, progress=progress).records)
 
 
-def outliers(name: str | Any, *, k: int = OUTLIER_K, model: str | None = None, config: Config | None = None
-             ) -> Results[Outlier]:
+def outliers(name: str | Any, *, k: int = OUTLIER_K, patches: str | None = None, model: str | None = None,
+             config: Config | None = None) -> Results[Outlier]:
     """Every embedded sample of a dataset (by name) or view scored for being far from all others, most
     outlying first: ``outlier_score`` (0..1, 0.5 at the flag) and ``outlier_flag``, tag ``outlier``, view
-    ``lookalike-outliers``. See :mod:`lookalike.outlier_scores`."""
-    return Results(find("outliers", name, model=model, config=config, k=k).records)
+    ``lookalike-outliers``; ``patches``: the boxes of that field instead. See :mod:`lookalike.outlier_scores`."""
+    return Results(find("outliers", name, patches=patches, model=model, config=config, k=k).records)
 
 
 def evaluate(name: str | Any, *, k: int = 10, index_queries: int = INDEX_QUERIES, model: str | None = None,

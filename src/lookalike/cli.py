@@ -116,7 +116,8 @@ def cmd_find(args: argparse.Namespace) -> int:
 
         fo.config.show_progress_bars = False
     with _bar(*finder.stages or ("working",)) as progress:
-        findings = find(finder.name, args.name, model=args.model, config=_config(args), progress=progress, **options)
+        findings = find(finder.name, args.name, patches=getattr(args, "patches", None), model=args.model,
+                        config=_config(args), progress=progress, **options)
     if args.json:
         print(json.dumps(finder.json(findings, everything=getattr(args, "all", False)), indent=2))
     else:
@@ -262,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("name", help="FiftyOne dataset name")
         for option in finder.options:
             _add_option(sp, option)
+        if finder.on_boxes:
+            sp.add_argument("--patches", metavar="FIELD",
+                            help="run on the boxes of this Detections field (its patch run), writing to the labels")
         sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if finder.lists_samples:
             sp.add_argument("--all", action="store_true", help="with --json: every scored sample, not only the flagged")

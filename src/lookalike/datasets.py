@@ -314,12 +314,16 @@ def write_fields(samples: fo.Dataset | fo.DatasetView, fields: dict[str, tuple[t
 def write_label_fields(samples: fo.Dataset | fo.DatasetView, field: str, values: dict[str, dict[str, Any]]) -> int:
     """Set attributes of the labels of Detections ``field`` from ``{attribute: {label id: value}}``, the
     labels of ``samples`` not listed set to None; only values that differ are written (as :func:`write_fields`
-    does for samples). Returns the number written."""
+    does for samples), each with its sample id (FiftyOne's fast path), declared in the schema (so a run's
+    cleanup can delete them). Returns the number written."""
     written = 0
     for name, new in values.items():
-        ids, old = samples.values([f"{field}.detections.id", f"{field}.detections.{name}"], unwind=True)
-        changed = {lid: new.get(lid) for lid, before in zip(ids, old, strict=True) if new.get(lid) != before}
+        sample_ids, label_ids, old = samples.values(["id", f"{field}.detections.id", f"{field}.detections.{name}"])
+        changed = [{"sample_id": sid, "label_id": lid, "value": new.get(lid)}
+                   for sid, lids, befores in zip(sample_ids, label_ids, old, strict=True)
+                   for lid, before in zip(lids or [], befores or [None] * len(lids or []), strict=True)
+                   if new.get(lid) != before]
         if changed:
-            samples._root_dataset.set_label_values(f"{field}.detections.{name}", changed)
+            samples._root_dataset.set_label_values(f"{field}.detections.{name}", changed, dynamic=True)
             written += len(changed)
     return written

@@ -12,12 +12,13 @@ fields, tags and views (in the spirit of cleanlab's issue managers and fiftyone-
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..datasets import write_fields
+from ..datasets import write_fields, write_label_fields
 from ..display import Results
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class Finder:
     # dismissed), "group" (duplicate groups, a keep plan applied), "sample" (flagged samples kept or removed).
     review: ClassVar[str | None] = None
     review_detail: ClassVar[str | None] = None  # a field shown beside each sample it lists for review
+    on_boxes: ClassVar[bool] = False  # runs on the boxes of a patch run too (``patches=FIELD``)
 
     @property
     def score(self) -> str:
@@ -142,6 +144,15 @@ class Finder:
     def run_key(self) -> str:
         return RUN_PREFIX + self.name
 
+    def key(self, patches: str | None = None) -> str:
+        """The brain key of its run over samples, or over the boxes of ``patches`` (one run per kind of row:
+        a box run never replaces the image run)."""
+        return self.run_key if patches is None else f"{self.run_key}__{re.sub(r'[^A-Za-z0-9_]+', '_', patches)}"
+
+    def view_name(self, patches: str | None = None) -> str | None:
+        """Its saved view of flagged samples, or of flagged boxes of ``patches`` (a patches view)."""
+        return self.view if self.view is None or patches is None else f"{self.view}-{patches}"
+
     def defaults(self) -> dict[str, Any]:
         return {o.name: o.default for o in self.options}
 
@@ -152,12 +163,12 @@ class Finder:
         """Raise ConfigError on options that cannot work beyond what each :class:`Option` checks of itself
         (called before any work)."""
 
-    def extra_fields(self) -> tuple[str, ...]:
+    def extra_fields(self, patches: str | None = None) -> tuple[str, ...]:
         """Fields it writes outside ``Findings.fields`` (in :meth:`after_write`), for its run's record and
-        cleanup."""
+        cleanup (over boxes: their paths, ``FIELD.detections.NAME``)."""
         return ()
 
-    def extra_views(self) -> tuple[str, ...]:
+    def extra_views(self, patches: str | None = None) -> tuple[str, ...]:
         return ()
 
     def extra_tags(self) -> tuple[str, ...]:
@@ -207,25 +218,38 @@ def settle(finder: Finder, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_back(finder: Finder, ctx: Context, findings: Findings, settings: dict[str, Any]) -> None:
-    """Write a finder's fields to the samples it was run on (others untouched), tag and save the flagged
-    ones, and record the run."""
+    """Write a finder's fields to the rows it was run on (others untouched): sample fields, or attributes of
+    the boxes of a patch run; tag and save the flagged ones, and record the run."""
     import fiftyone as fo
     from fiftyone import ViewField as F
 
-    collection = ctx.collection
+    collection, boxes = ctx.collection, ctx.patches
     values: dict[str, tuple[Any, dict[str, Any]]] = {finder.score: (fo.FloatField, {
         sid: float(s) for sid, s in zip(findings.ids, findings.scores, strict=True) if np.isfinite(s)})}
     if findings.flags is not None:
         values[finder.flag] = (fo.BooleanField, dict(zip(findings.ids, findings.flags.tolist(), strict=True)))
-    write_fields(collection, {**values, **findings.fields})
-    if finder.tag:
-        collection.untag_samples(finder.tag)
-        collection.match(F(finder.flag) == True).tag_samples(finder.tag)  # noqa: E712 (a query, not a test)
-    if finder.view:
-        flagged = ctx.dataset.match_tags(finder.tag) if finder.tag else ctx.dataset.match(F(finder.flag) == True)  # noqa: E712
-        ctx.dataset.save_view(finder.view, flagged.sort_by(finder.score, reverse=True), overwrite=True)
+    view = finder.view_name(boxes)
+    if boxes is None:
+        write_fields(collection, {**values, **findings.fields})
+        if finder.tag:
+            collection.untag_samples(finder.tag)
+            collection.match(F(finder.flag) == True).tag_samples(finder.tag)  # noqa: E712 (a query, not a test)
+        if view:
+            flagged = ctx.dataset.match_tags(finder.tag) if finder.tag else ctx.dataset.match(F(finder.flag) == True)  # noqa: E712
+            ctx.dataset.save_view(view, flagged.sort_by(finder.score, reverse=True), overwrite=True)
+    else:
+        write_label_fields(collection, boxes, {name: v for name, (_, v) in {**values, **findings.fields}.items()})
+        flags = findings.flags if findings.flags is not None else np.zeros(len(findings.ids), bool)
+        flagged_ids = [i for i, f in zip(findings.ids, flags, strict=True) if f]
+        if finder.tag:
+            collection.untag_labels(finder.tag, label_fields=[boxes])
+            collection.select_labels(ids=flagged_ids, fields=boxes).tag_labels(finder.tag, label_fields=[boxes])
+        if view:
+            patches = ctx.dataset.select_labels(ids=flagged_ids, fields=boxes).to_patches(boxes)
+            ctx.dataset.save_view(view, patches.sort_by(f"{boxes}.{finder.score}", reverse=True), overwrite=True)
     finder.after_write(ctx, findings)
-    record(finder, ctx, findings, settings, [*values, *findings.fields])
+    written = [*values, *findings.fields]
+    record(finder, ctx, findings, settings, written if boxes is None else [f"{boxes}.detections.{n}" for n in written])
 
 
 def _jsonable(value: Any) -> Any:
@@ -244,12 +268,15 @@ def record(finder: Finder, ctx: Context, findings: Findings, settings: dict[str,
 
     from .record import FinderRunConfig  # imports fiftyone: not at lookalike's import
 
+    boxes = ctx.patches
     config = FinderRunConfig(
         finder=finder.name, settings=_jsonable(settings), model=ctx.run.model if finder.needs_embeddings else None,
-        fields=fields + [f for f in finder.extra_fields() if f not in fields],
+        fields=fields + [f for f in finder.extra_fields(boxes) if f not in fields],
         tags=[t for t in (finder.tag, *finder.extra_tags()) if t],
-        views=[v for v in (finder.view, *finder.extra_views()) if v], summary=_jsonable(findings.summary))
+        views=[v for v in (finder.view_name(boxes), *finder.extra_views(boxes)) if v],
+        summary=_jsonable(findings.summary), patches_field=boxes)
     method = config.build()
-    if finder.run_key in ctx.dataset.list_brain_runs():  # the old record goes, not what the new run wrote
-        BrainMethod.delete_run(ctx.dataset, finder.run_key, cleanup=False)
-    method.register_run(ctx.collection, finder.run_key, cleanup=False)
+    key = finder.key(boxes)
+    if key in ctx.dataset.list_brain_runs():  # the old record goes, not what the new run wrote
+        BrainMethod.delete_run(ctx.dataset, key, cleanup=False)
+    method.register_run(ctx.collection, key, cleanup=False)

@@ -14,6 +14,7 @@ import numpy as np
 from ..context import UPDATE_ABOVE
 from ..datasets import sample_table, values_in_order
 from ..dedup import DEFAULT_CANDIDATE_COSINE, DEFAULT_THRESHOLD, Verified, find_duplicates, open_for_keypoints
+from ..dedup.boxes import DEFAULT_IOU, find_double_annotations
 from ..display import tile
 from ..embedding import EmbeddingCache, cache_image_facts
 from ..engines import engine_of
@@ -79,9 +80,12 @@ class Duplicates(Finder):
     flag_field = "is_duplicate"
     tag = "duplicate"
     stages = ("thumbnails", "keypoints")
+    on_boxes = True  # over boxes: double annotations (two boxes on one object of one image)
     options = (
         Option("threshold", float, DEFAULT_THRESHOLD, "pixel similarity that makes a duplicate"),
         Option("keep", str, "largest", "which copy each group keeps", choices=KEEP_POLICIES),
+        Option("iou", float, DEFAULT_IOU, "with --patches: boxes of one image overlapping at least this much "
+               "(intersection over union) mark one object twice"),
         Option("keypoints", bool, True, "match keypoints in the files: finds heavy crops and rotations (slower)",
                off_help="skip keypoint matching: faster (no image is opened again), but misses heavy crops and "
                         "rotations"),
@@ -90,14 +94,18 @@ class Duplicates(Finder):
     def check(self, options: dict[str, Any]) -> None:
         if not 0 < options["threshold"] <= 1:
             raise ConfigError(f"threshold must be in (0, 1], got {options['threshold']}")
+        if not 0 < options["iou"] <= 1:
+            raise ConfigError(f"iou must be in (0, 1], got {options['iou']}")
 
     def extra_tags(self) -> tuple[str, ...]:
         return (LEAK_TAG,)
 
-    def extra_views(self) -> tuple[str, ...]:
-        return ("lookalike-duplicates", LEAKS_VIEW)
+    def extra_views(self, patches: str | None = None) -> tuple[str, ...]:
+        return ("lookalike-duplicates", LEAKS_VIEW) if patches is None else (f"lookalike-duplicates-{patches}",)
 
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
+        if ctx.patches is not None:
+            return self._double_annotations(ctx, options)
         import fiftyone as fo
 
         config, ids = ctx.config, ctx.ids
@@ -152,9 +160,41 @@ class Duplicates(Finder):
             fields={"duplicate_group": (fo.IntField, {m.id: s.group for s in records for m in s.members}),
                     "duplicate_keep": (fo.BooleanField, {m.id: m.keep for s in records for m in s.members})})
 
+    def _double_annotations(self, ctx: Context, options: dict[str, Any]) -> Findings:
+        """Over boxes: groups of boxes of one image that mark one object (see :mod:`lookalike.dedup.boxes`);
+        ``keep``: the largest box, else the first annotated."""
+        import fiftyone as fo
+
+        ids, table = ctx.ids, ctx.table
+        found = find_double_annotations(table["sample_id"], np.array(table["box"], dtype=np.float64).reshape(-1, 4),
+                                        options["iou"])
+        records = []
+        for number, group in enumerate(sorted(found.groups, key=lambda g: (-len(g), g[0]))):
+            areas = [table["box"][r][2] * table["box"][r][3] for r in group]
+            keep = group[int(np.argmax(areas))] if options["keep"] == "largest" else group[0]
+            labels = {table["label"][r] for r in group}
+            members = [Duplicate(id=ids[r], filepath=table["filepath"][r], label=table["label"][r],
+                                 split=table["split"][r], keep=r == keep) for r in group]
+            records.append(DuplicateSet(group=number, kind="same-label" if len(labels) == 1 else "conflicting-labels",
+                                        leak=False, splits=sorted({str(m.split) for m in members}), members=members))
+        in_group = np.zeros(len(ids), dtype=bool)
+        in_group[[r for g in found.groups for r in g]] = True
+        return Findings(
+            finder=self.name, ids=ids, scores=found.best_iou, flags=in_group, records=records,
+            summary={"groups": len(records), "conflicting_labels": sum(s.kind != "same-label" for s in records),
+                     "to_remove": sum(len(s.members) - 1 for s in records), "leaks": 0},
+            fields={"duplicate_group": (fo.IntField, {m.id: s.group for s in records for m in s.members}),
+                    "duplicate_keep": (fo.BooleanField, {m.id: m.keep for s in records for m in s.members})})
+
     def after_write(self, ctx: Context, findings: Findings) -> None:
         from fiftyone import ViewField as F
 
+        if ctx.patches is not None:  # boxes: a patches view of the groups; no splits to leak across
+            boxes = ctx.patches
+            grouped = ctx.dataset.select_labels(tags=self.tag, fields=boxes).to_patches(boxes)
+            ctx.dataset.save_view(f"lookalike-duplicates-{boxes}", grouped.sort_by(f"{boxes}.duplicate_group"),
+                                  overwrite=True)
+            return
         collection, dataset = ctx.collection, ctx.dataset
         collection.untag_samples(LEAK_TAG)
         leaks = [s.group for s in findings.records if s.leak]

@@ -33,15 +33,27 @@ class Suspect(Record):
     flagged: bool
 
 
+@dataclass
+class BoxSuspect(Suspect):
+    """One box scored by the mislabels finder: ``id`` is its label id; ``split`` and ``tags`` its sample's."""
+
+    sample_id: str
+    split: str | None
+    tags: list[str]
+
+
 def class_labels(ctx: Context, ids: list[str]) -> tuple[list[str], np.ndarray]:
-    """The classes of the collection's Classification label field and each sample's class number (-1:
-    none); a clear error where there is no such field."""
+    """The classes of the collection's Classification label field (of a patch run: its boxes' labels) and
+    each row's class number (-1: none); a clear error where there is no such field."""
     import fiftyone as fo
 
-    field = ctx.label_field
-    if field is None or ctx.dataset.get_field(field).document_type is not fo.Classification:
-        raise ConfigError(f"dataset {ctx.name!r} has no Classification label field; this needs class labels")
-    (names,) = values_in_order(ctx.collection, [f"{field}.label"], ids)
+    if ctx.patches is not None:
+        names = ctx.table["label"]
+    else:
+        field = ctx.label_field
+        if field is None or ctx.dataset.get_field(field).document_type is not fo.Classification:
+            raise ConfigError(f"dataset {ctx.name!r} has no Classification label field; this needs class labels")
+        (names,) = values_in_order(ctx.collection, [f"{field}.label"], ids)
     classes = sorted({n for n in names if n is not None})
     code = {c: i for i, c in enumerate(classes)}
     return classes, np.array([code.get(n, -1) if n is not None else -1 for n in names], dtype=np.int64)
@@ -90,6 +102,7 @@ class Mislabels(Finder):
     tag = "suspect-label"
     view = "lookalike-suspect-labels"
     lists_samples = True
+    on_boxes = True
     options = (
         Option("k", int, DEFAULT_K, "neighbours per sample", minimum=1),
         Option("max_ratio", float, DEFAULT_MAX_RATIO,
@@ -102,6 +115,9 @@ class Mislabels(Finder):
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         import fiftyone as fo
 
+        if ctx.patches and options["prediction_field"]:
+            raise ConfigError("prediction_field with patches (a detector's boxes matched by IoU) is not supported "
+                              "yet; run mislabels --patches without it")
         classes, labels = class_labels(ctx, ctx.ids)
         graph = ctx.graph(options["k"])
         pred = class_probs(ctx.collection, ctx.ids, options["prediction_field"], classes) \
@@ -112,10 +128,13 @@ class Mislabels(Finder):
                                 max_ratio=options["max_ratio"])
         ids = ctx.ids
         scored = np.flatnonzero(labels >= 0)  # unlabeled samples: no score, no flag
-        (paths,) = values_in_order(ctx.collection, ["filepath"], ids)
-        records = sorted((Suspect(id=ids[i], filepath=paths[i], label=classes[labels[i]],
-                                  suggested_label=classes[result.suggested[i]], score=float(result.score[i]),
-                                  flagged=bool(result.flag[i])) for i in scored), key=lambda s: -s.score)
+        table = ctx.table
+        common = [dict(id=ids[i], filepath=table["filepath"][i], label=classes[labels[i]],
+                       suggested_label=classes[result.suggested[i]], score=float(result.score[i]),
+                       flagged=bool(result.flag[i])) for i in scored]
+        records = sorted((Suspect(**c) if ctx.patches is None else BoxSuspect(
+            **c, sample_id=table["sample_id"][i], split=table["split"][i], tags=table["tags"][i])
+            for i, c in zip(scored, common, strict=True)), key=lambda s: -s.score)
         return Findings(
             finder=self.name, ids=[ids[i] for i in scored], scores=result.score[scored], flags=result.flag[scored],
             records=records, summary=result.summary(),

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..datasets import sample_table
 from ..exceptions import ConfigError
 from ..outlier_scores import DEFAULT_K, outlier_scores
 from .base import Finder, Findings, Option, Record
@@ -42,6 +41,7 @@ class Outliers(Finder):
     tag = "outlier"
     view = "lookalike-outliers"
     lists_samples = True
+    on_boxes = True
     options = (Option("k", int, DEFAULT_K, "neighbours whose distance makes the score", minimum=1),)
 
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
@@ -51,7 +51,7 @@ class Outliers(Finder):
         graph = ctx.graph(options["k"])
         scores = outlier_scores(graph, min(options["k"], graph.k), vectors=ctx.vectors())
         flags = scores >= 0.5
-        table = sample_table(ctx.collection, ctx.label_field, ids)
+        table = ctx.table
         order = np.argsort(-scores, kind="stable")
         records = [Outlier(id=ids[i], filepath=table["filepath"][i], label=table["label"][i], score=float(scores[i]),
                            flagged=bool(flags[i])) for i in order]

@@ -15,7 +15,7 @@ class FinderRunConfig(BrainMethodConfig):
 
     def __init__(self, finder: str = "", settings: dict[str, Any] | None = None, model: str | None = None,
                  fields: Sequence[str] = (), tags: Sequence[str] = (), views: Sequence[str] = (),
-                 summary: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 summary: dict[str, Any] | None = None, patches_field: str | None = None, **kwargs: Any) -> None:
         self.finder = finder
         self.settings = settings or {}
         self.model = model
@@ -23,6 +23,7 @@ class FinderRunConfig(BrainMethodConfig):
         self.tags = list(tags)
         self.views = list(views)
         self.summary = summary or {}
+        self.patches_field = patches_field  # the run was over these boxes: its fields and tags are theirs
         super().__init__(**kwargs)
 
     @property
@@ -45,8 +46,12 @@ class FinderRun(BrainMethod):
         for name in self.config.fields:
             if dataset.has_field(name):
                 dataset.delete_sample_field(name)
+        boxes = getattr(self.config, "patches_field", None)
         for tag in self.config.tags:
-            dataset.untag_samples(tag)
+            if boxes:
+                dataset.untag_labels(tag, label_fields=[boxes])
+            else:
+                dataset.untag_samples(tag)
         for view in self.config.views:
             if dataset.has_saved_view(view):
                 dataset.delete_saved_view(view)

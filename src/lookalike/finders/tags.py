@@ -67,7 +67,7 @@ class Tags(Finder):
         if "{}" not in options["prompt"]:
             raise ConfigError(f"the prompt must hold {{}} where the word goes, got {options['prompt']!r}")
 
-    def extra_fields(self) -> tuple[str, ...]:
+    def extra_fields(self, patches: str | None = None) -> tuple[str, ...]:
         return (TAGS_FIELD,)
 
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
