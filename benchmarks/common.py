@@ -15,6 +15,20 @@ CACHE = Path(__file__).parent / ".cache"
 RESULTS = Path(__file__).parent / "results"  # each benchmark's figures, as JSON
 
 
+def cpu() -> str:
+    """This machine's CPU model and whether it has AMX (bf16 fast) or AVX-512: every figure names it."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    extras = [f for f in ("avx512f", "amx_bf16") if f in flags]
+    return f"{model} ({', '.join(extras) or 'no AVX-512, no AMX'})"
+
+
 def write_results(name: str, results: object) -> Path:
     """Write a benchmark's figures to ``RESULTS/<name>.json`` and say where."""
     RESULTS.mkdir(exist_ok=True)

@@ -132,3 +132,29 @@ def test_an_interrupted_ray_embedding_resumes(engine: Any, tmp_path: Path, datas
     finished = seen[-1]
     summary = lookalike.embed(dataset_name, "efficientnet-lite0", config=_config("ray"))
     assert summary.embedded == 40 and summary.cached == finished and summary.computed == 40 - finished
+
+
+def test_boxes_embedded_on_ray_equal_the_local_run(engine: Any, tmp_path: Path, dataset_name: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A patch run on Ray: each image decoded once in a task, its boxes cropped there, the same vectors."""
+    import fiftyone as fo
+
+    import lookalike
+    from conftest import write_coco_scenes
+
+    scenes = [[("ball", (4 + n, 6, 24, 24)), ("cup", (50, 40 + n, 20, 30))] for n in range(10)]
+    root = write_coco_scenes(tmp_path / "coco", scenes)
+    lookalike.load(root, name=dataset_name, format="coco")
+    monkeypatch.setenv("LOOKALIKE_HOME", str(tmp_path / "ray-home"))  # nothing cached from a local run
+    on_ray = lookalike.embed(dataset_name, "efficientnet-lite0", patches="ground_truth_detections",
+                             config=_config("ray"))
+    assert (on_ray.embedded, on_ray.computed) == (20, 20)
+    ids, ray_vectors = lookalike.embeddings(dataset_name, patches="ground_truth_detections")
+    monkeypatch.setenv("LOOKALIKE_HOME", str(tmp_path / "local-home"))
+    local = lookalike.embed(dataset_name, "efficientnet-lite0", patches="ground_truth_detections",
+                            config=_config("local"))
+    assert local.computed == 20
+    local_ids, local_vectors = lookalike.embeddings(dataset_name, patches="ground_truth_detections")
+    assert ids == local_ids and set(ids) == set(fo.load_dataset(dataset_name).values(
+        "ground_truth_detections.detections.id", unwind=True))
+    assert float(np.min(np.sum(ray_vectors * local_vectors, axis=1))) >= 0.999

@@ -56,7 +56,7 @@ class EmbedConfig:
     # A Detections field whose boxes are the rows (each box cropped and embedded; None: whole images), and the
     # context kept around each box: a share of its width and height on every side.
     patches: str | None = None
-    margin: float = 0.1
+    margin: float = 0.0
 
 
 @dataclass
