@@ -99,10 +99,10 @@ def test_recommend_agrees_and_pulls_towards_positives(indexes: list, data: tuple
 
 
 def test_update_delete_and_fetch(indexes: list, data: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lookalike.index
+    import lookalike.index.base
 
     ids, v, payloads = data
-    monkeypatch.setattr(lookalike.index, "_RETRIEVE_BATCH", 7)  # vectors come back in chunks, in order
+    monkeypatch.setattr(lookalike.index.base, "_RETRIEVE_BATCH", 7)  # vectors come back in chunks, in order
     for ix in indexes:
         np.testing.assert_allclose(ix.vectors(ids[3:6]), v[3:6], atol=1e-6)
         np.testing.assert_allclose(ix.vectors(ids[::-1]), v[::-1], atol=1e-6)

@@ -267,3 +267,63 @@ def test_double_annotations_are_grouped_by_overlap(crowded: tuple[str, dict[str,
     assert json.loads(capsys.readouterr().out) == {"groups": [], "leaks": []}  # 1 px off: IoU < 0.99
     with pytest.raises(ConfigError, match="runs on whole images only"):
         find("quality", name, patches=FIELD)
+
+
+def test_the_brain_index_over_boxes_keeps_fiftyone_brains_contract(scenes: tuple[str, Path]) -> None:
+    """fiftyone-brain's own patch-similarity checks (tests/intensive/test_similarity.py: sizes, ids, get / add /
+    remove by label id, use_view, reload, sort_by_similarity on a patches view), on the planted scenes."""
+    import fiftyone as fo
+    from fiftyone import ViewField as F
+
+    from lookalike.brain import brain_key
+
+    name, _ = scenes
+    summary = embed(name, MODEL, patches=FIELD)
+    assert summary.brain_key == brain_key(MODEL, FIELD) == f"lookalike_random_tiny_clip__{FIELD}"
+    ds = fo.load_dataset(name)
+    info = ds.get_brain_info(summary.brain_key)
+    assert info.config.patches_field == FIELD and info.config.supports_prompts
+    index = ds.load_brain_results(summary.brain_key)
+    embedded, vectors = lookalike_embeddings(name)
+    assert index.total_index_size == index.index_size == len(embedded) == 19
+    assert set(index.label_ids) == set(embedded) and index.sample_ids.shape == (19,)
+
+    all_vectors, sample_ids, label_ids = index.get_embeddings()
+    assert all_vectors.shape == (19, 64) and sample_ids.shape == label_ids.shape == (19,)
+    some = list(label_ids[:5])
+    got, got_samples, got_labels = index.get_embeddings(label_ids=some)
+    assert list(got_labels) == some and np.allclose(got, vectors[[embedded.index(i) for i in some]])
+    sample_of = dict(zip(*ds.values(["id", f"{FIELD}.detections.id"]), strict=True))
+    assert all(lid in sample_of[sid] for sid, lid in zip(got_samples, got_labels, strict=True))
+
+    labels = _labels(name)
+    cups = [i for i in embedded if labels[i] == "cup"]
+    patches = ds.to_patches(FIELD)
+    by_brain = patches.sort_by_similarity(cups[0], k=4, brain_key=summary.brain_key, dist_field="similarity")
+    assert by_brain.values("id")[0] == cups[0]  # the query first, as FiftyOne's own backends do
+    assert by_brain.values("id")[1:] == [m.id for m in similar(name, sample=cups[0], patches=FIELD, k=3,
+                                                                save_view=False)]
+    least = patches.sort_by_similarity(cups[0], k=3, reverse=True, brain_key=summary.brain_key,
+                                       dist_field="similarity")
+    exact = vectors @ vectors[embedded.index(cups[0])]
+    assert set(least.values("id")) == {embedded[i] for i in np.argsort(exact)[:3]}  # least similar first
+    assert least.values("similarity") == sorted(least.values("similarity"))
+    assert len(patches.sort_by_similarity("a red cup", k=5, brain_key=summary.brain_key)) == 5
+
+    index.use_view(ds.filter_labels(FIELD, F("label") == "cup"))
+    assert index.index_size == len(cups) and set(index.current_label_ids) == set(cups)
+    index.clear_view()
+    index.remove_from_index(label_ids=some[:2])
+    assert index.total_index_size == 17
+    index.add_to_index(got[:2], got_samples[:2], label_ids=some[:2])
+    ds.clear_cache()
+    reloaded = ds.load_brain_results(summary.brain_key)
+    assert reloaded.total_index_size == 19
+    assert np.allclose(reloaded.get_embeddings(label_ids=some[:2])[0], got[:2], atol=1e-6)
+
+
+def lookalike_embeddings(name: str) -> tuple[list[str], np.ndarray]:
+    import lookalike
+
+    ids, vectors = lookalike.embeddings(name, patches=FIELD)
+    return list(ids), vectors

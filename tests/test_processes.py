@@ -17,10 +17,10 @@ from lookalike.index import EdgeIndex
 
 QUERY_IN_CHILD = """
 import sys, numpy as np
-import lookalike.index
+import lookalike.index.edge
 from lookalike.index import EdgeIndex
 from lookalike.exceptions import IndexError_
-lookalike.index.STORE_WAIT = float(sys.argv[2])
+lookalike.index.edge.STORE_WAIT = float(sys.argv[2])
 index = EdgeIndex(sys.argv[1], 4, "m")
 try:
     print(index.query(np.eye(4, dtype=np.float32)[:1], 1)[0][0].id)

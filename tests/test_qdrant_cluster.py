@@ -15,7 +15,7 @@ import pytest
 from qdrant_client import models as m
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-import lookalike.index
+import lookalike.index.server
 from lookalike.config import load_config
 from lookalike.exceptions import IndexUnreachableError
 from lookalike.index import QdrantIndex
@@ -98,7 +98,7 @@ def test_upserts_stay_under_the_request_limit() -> None:
 
 def test_transient_failures_are_retried_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[float] = []
-    monkeypatch.setattr(lookalike.index.time, "sleep", waits.append)
+    monkeypatch.setattr(lookalike.index.server.time, "sleep", waits.append)
     busy = UnexpectedResponse(503, "Service Unavailable", b"", httpx.Headers())
     client = Recorder({"upsert": [ResponseHandlingException(ConnectionError("reset")), busy]})
     index = _index(client, dim=4)
@@ -117,7 +117,7 @@ def test_transient_failures_are_retried_with_backoff(monkeypatch: pytest.MonkeyP
 def test_every_request_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not upserts and queries only: payload changes, deletions, scrolls, retrievals and counts cross the same
     network (a tag written during a rolling restart must not be lost to one dropped connection)."""
-    monkeypatch.setattr(lookalike.index.time, "sleep", lambda _: None)
+    monkeypatch.setattr(lookalike.index.server.time, "sleep", lambda _: None)
     names = ("set_payload", "delete", "scroll", "retrieve", "count", "delete_collection")
     sid = "a" * 24
     client = Recorder({name: [ResponseHandlingException(ConnectionError("reset"))] for name in names}, answers={

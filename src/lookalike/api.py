@@ -328,7 +328,7 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
     run.save(dataset)
     from .brain import register_similarity  # brain builds on this module
 
-    brain_key = register_similarity(dataset, run, has_text) if run.patches_field is None else ""
+    brain_key = register_similarity(dataset, run, has_text)
     # A box's failure is named by its label id beside its file: an image's boxes fail one by one.
     failed = {(f"{table['filepath'][i]} [{table['id'][i]}]" if run.patches_field else table["filepath"][i]): e
               for i, e in sorted(result.errors.items())}

@@ -18,7 +18,7 @@ import numpy as np
 from fiftyone.brain.similarity import Similarity, SimilarityConfig, SimilarityIndex
 
 from .config import load_config
-from .datasets import find_label_field, sample_table
+from .datasets import box_table, find_label_field, sample_table
 from .runs import HASH_FIELD, EmbeddingRun, index_payload
 
 if TYPE_CHECKING:
@@ -29,10 +29,12 @@ if TYPE_CHECKING:
 METHOD = "lookalike"
 
 
-def brain_key(model: str) -> str:
+def brain_key(model: str, patches: str | None = None) -> str:
     """The brain key of the similarity index over ``model``'s vectors: ``lookalike_`` + the model name
-    with every other character than letters and digits made ``_`` (``clip:ViT-B-32`` -> ``lookalike_clip_ViT_B_32``)."""
-    return f"{METHOD}_{re.sub(r'[^A-Za-z0-9]+', '_', model).strip('_')}"
+    with every other character than letters and digits made ``_`` (``clip:ViT-B-32`` -> ``lookalike_clip_ViT_B_32``);
+    over the boxes of ``patches``, ``__`` + the field after it."""
+    key = f"{METHOD}_{re.sub(r'[^A-Za-z0-9]+', '_', model).strip('_')}"
+    return key if patches is None else f"{key}__{re.sub(r'[^A-Za-z0-9_]+', '_', patches)}"
 
 
 class LookalikeSimilarityConfig(SimilarityConfig):
@@ -52,7 +54,7 @@ class LookalikeSimilarityConfig(SimilarityConfig):
 
     @property
     def supports_least_similarity(self) -> bool:
-        return False
+        return True
 
     @property
     def supported_aggregations(self) -> tuple[str, ...]:
@@ -84,7 +86,9 @@ class _PromptModel:
 
 
 class LookalikeSimilarityIndex(SimilarityIndex):
-    """A brain similarity index that reads and writes the collection of one lookalike embedding run.
+    """A brain similarity index that reads and writes the collection of one lookalike embedding run: of
+    samples, or of the boxes of a Detections field (``config.patches_field``: its points are keyed by label id,
+    as fiftyone-brain's own backends key patches).
 
     The embedded store is opened per call, so the App server and a notebook can take turns with it.
     Scores (``dist_field``) are cosine similarities, higher is closer, as in FiftyOne's Qdrant backend.
@@ -92,9 +96,19 @@ class LookalikeSimilarityIndex(SimilarityIndex):
 
     def __init__(self, samples: Any, config: LookalikeSimilarityConfig, brain_key: str, backend: Any = None) -> None:
         super().__init__(samples, config, brain_key, backend=backend)
-        self._run = EmbeddingRun.get(samples._root_dataset, config.run_key)
+        self._run = EmbeddingRun.get(samples._root_dataset, config.run_key, config.patches_field)
         self._settings = load_config()
         self._index = self._run.open_index(self._settings)
+
+    @property
+    def _boxes(self) -> str | None:
+        return self.config.patches_field
+
+    def _points(self) -> tuple[list[str], list[str]]:
+        """Every point's row id (sorted) and sample id."""
+        payloads = self._index.payloads()
+        rows = sorted(payloads)
+        return rows, [str(payloads[r].get("sample_id", r)) for r in rows]
 
     @property
     def total_index_size(self) -> int:
@@ -102,44 +116,74 @@ class LookalikeSimilarityIndex(SimilarityIndex):
 
     @property
     def sample_ids(self) -> np.ndarray:
-        return np.array(sorted(self._index.payloads()))
+        return np.array(self._points()[1])
+
+    @property
+    def label_ids(self) -> np.ndarray | None:
+        return np.array(self._points()[0]) if self._boxes else None
 
     def add_to_index(self, embeddings: np.ndarray, sample_ids: Sequence[str], label_ids: Any = None,
                      overwrite: bool = True, allow_existing: bool = True, warn_existing: bool = False,
                      reload: bool = True) -> None:
-        """Upsert vectors of samples, with the payload :func:`lookalike.runs.index_payload` gives them."""
-        if label_ids is not None:
-            raise ValueError("lookalike indexes whole images, not patches")
-        ids = [str(i) for i in sample_ids]
+        """Upsert vectors of samples (of boxes: ``label_ids``), with the payload
+        :func:`lookalike.runs.index_payload` gives them."""
+        if (label_ids is None) != (self._boxes is None):
+            raise ValueError(f"this index holds {self._run.rows}: give label_ids exactly when it holds boxes")
+        ids = [str(i) for i in (sample_ids if label_ids is None else label_ids)]
+        vectors = np.asarray(embeddings, dtype=np.float32)
         if not overwrite:
             present = set(self._index.payloads())
             keep = [n for n, i in enumerate(ids) if i not in present]
-            ids, embeddings = [ids[n] for n in keep], np.asarray(embeddings)[keep]
+            ids, vectors = [ids[n] for n in keep], vectors[keep]
         dataset = self._samples._root_dataset
-        view = dataset.select(ids, ordered=True)
-        table = sample_table(view, find_label_field(dataset, self._settings.dataset.label_field))
-        hashes = view.values(HASH_FIELD) if dataset.has_field(HASH_FIELD) else [None] * len(view)
-        payloads = [index_payload(table, n, hashes[n]) for n in range(len(view))]
-        self._index.upsert(table["id"], np.asarray(embeddings, dtype=np.float32), payloads)
+        if self._boxes:
+            table = box_table(dataset.select(sorted({str(i) for i in sample_ids})), self._boxes, ids)
+            hashes: list[str | None] = [None] * len(table["id"])
+        else:
+            view = dataset.select(ids, ordered=True)
+            table = sample_table(view, find_label_field(dataset, self._settings.dataset.label_field))
+            hashes = view.values(HASH_FIELD) if dataset.has_field(HASH_FIELD) else [None] * len(view)
+        if len(table["id"]) < len(ids):
+            raise ValueError(f"{len(ids) - len(table['id'])} of the ids are not in dataset {dataset.name!r}")
+        row = {i: n for n, i in enumerate(ids)}
+        payloads = [index_payload(table, n, hashes[n]) for n in range(len(table["id"]))]
+        self._index.upsert(table["id"], vectors[[row[i] for i in table["id"]]], payloads)
         if reload:
             self.reload()
 
     def remove_from_index(self, sample_ids: Sequence[str] | None = None, label_ids: Any = None,
                           allow_missing: bool = True, warn_missing: bool = False, reload: bool = True) -> None:
-        self._index.delete([str(i) for i in sample_ids or []])
+        if label_ids is not None:
+            self._index.delete([str(i) for i in label_ids])
+        elif self._boxes and sample_ids is not None:  # every box of these samples
+            gone = {str(i) for i in sample_ids}
+            rows, samples = self._points()
+            self._index.delete([r for r, s in zip(rows, samples, strict=True) if s in gone])
+        else:
+            self._index.delete([str(i) for i in sample_ids or []])
         if reload:
             self.reload()
 
     def get_embeddings(self, sample_ids: Sequence[str] | str | None = None, label_ids: Any = None,
-                       allow_missing: bool = True, warn_missing: bool = False) -> tuple[np.ndarray, np.ndarray, None]:
-        present = self._index.payloads()
-        wanted = sorted(present) if sample_ids is None else [sample_ids] if isinstance(sample_ids, str) \
-            else [str(i) for i in sample_ids]
-        found = [i for i in wanted if i in present]
+                       allow_missing: bool = True, warn_missing: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        rows, samples = self._points()
+        given: Any = label_ids if label_ids is not None else sample_ids
+        if label_ids is not None or (self._boxes is None and sample_ids is not None):
+            wanted = [given] if isinstance(given, str) else [str(i) for i in given]
+            present = set(rows)
+            found = [i for i in wanted if i in present]
+        elif sample_ids is not None:  # every box of these samples
+            keep = {sample_ids} if isinstance(sample_ids, str) else {str(i) for i in sample_ids}
+            wanted = found = [r for r, s in zip(rows, samples, strict=True) if s in keep]
+        else:
+            wanted = found = rows
         if len(found) < len(wanted) and not allow_missing:
-            missing = [i for i in wanted if i not in present]
-            raise ValueError(f"{len(missing)} samples are not in the index, e.g. {missing[0]}")
-        return self._index.vectors(found), np.array(found), None
+            missing = [i for i in wanted if i not in set(found)]
+            raise ValueError(f"{len(missing)} of the ids are not in the index, e.g. {missing[0]}")
+        sample_of = dict(zip(rows, samples, strict=True))
+        found_samples = np.array([sample_of[i] for i in found])
+        return self._index.vectors(found), found_samples, np.array(found) if self._boxes else None
 
     def cleanup(self) -> None:
         """Nothing to delete: the collection belongs to the embedding run, which other analyses use."""
@@ -154,8 +198,6 @@ class LookalikeSimilarityIndex(SimilarityIndex):
                     aggregation: str | None = None, return_dists: bool = False) -> tuple[Any, ...]:
         if query is None:
             raise ValueError("full-index neighbours are not served here; use lookalike.knn_graph()")
-        if reverse:
-            raise ValueError("lookalike does not sort by least similarity")
         if aggregation not in (None, "mean"):
             raise ValueError(f"unsupported aggregation {aggregation!r}; use 'mean'")
         vectors = self._query_vectors(query)
@@ -164,13 +206,20 @@ class LookalikeSimilarityIndex(SimilarityIndex):
             single = True
         else:
             single = False
-        where = {"sample_id": [str(i) for i in self.current_sample_ids]} if self.has_view else None
-        hits = self._index.query(vectors, k or self.total_index_size, where)
-        ids: list[Any] = [[h.id for h in row] for row in hits]
-        scores: list[Any] = [[h.score for h in row] for row in hits]
+        where: dict[str, Any] | None = None
+        if self.has_view:
+            where = {"label_id": [str(i) for i in self.current_label_ids]} if self._boxes else \
+                {"sample_id": [str(i) for i in self.current_sample_ids]}
+        # Least similar first: the nearest to the opposite vector (cosine is odd in its query), its score negated.
+        sign = -1.0 if reverse else 1.0
+        hits = self._index.query(sign * vectors, k or self.total_index_size, where)
+        samples: list[Any] = [[str(h.payload.get("sample_id", h.id)) for h in row] for row in hits]
+        labels: list[Any] | None = [[h.id for h in row] for row in hits] if self._boxes else None
+        scores: list[Any] = [[sign * h.score for h in row] for row in hits]
         if single:
-            ids, scores = ids[0], scores[0]
-        return (ids, None, scores) if return_dists else (ids, None)
+            samples, scores = samples[0], scores[0]
+            labels = labels[0] if labels is not None else None
+        return (samples, labels, scores) if return_dists else (samples, labels)
 
     def _query_vectors(self, query: Any) -> np.ndarray:
         """Vectors as given, or the stored vectors of sample ids."""
@@ -192,8 +241,9 @@ class LookalikeSimilarityIndex(SimilarityIndex):
 
 def register_similarity(dataset: fo.Dataset, run: EmbeddingRun, has_text: bool) -> str:
     """Register (or refresh) the similarity index over an embedding run; returns its brain key."""
-    key = brain_key(run.model)
-    config = LookalikeSimilarityConfig(run_key=run.model_key, model=run.model, supports_prompts=has_text)
+    key = brain_key(run.model, run.patches_field)
+    config = LookalikeSimilarityConfig(run_key=run.key, model=run.model, supports_prompts=has_text,
+                                       patches_field=run.patches_field)
     method = config.build()
     if key in dataset.list_brain_runs():
         dataset.delete_brain_run(key)  # our cleanup() keeps the collection
