@@ -114,7 +114,13 @@ def build(name: str, scenes: int, seed: int = 0) -> tuple[Path, dict[str, Any]]:
         placed: list[tuple[float, ...]] = []
         for _ in range(int(rng.integers(3, 6))):
             c = rare_class if rng.random() < RARE_SHARE else int(rng.choice(common))
-            sprite = sprites[pools[c].pop()]
+            if not pools[c]:  # a class's distinct drawings used up (1,797 digits): another class's
+                left = [k for k in common if pools[k]]
+                if not left:
+                    break
+                c = int(rng.choice(left))
+            drawn = pools[c].pop()
+            sprite = sprites[drawn]
             side = int(rng.integers(40, 81))
             grey = Image.fromarray(sprite).resize((side, side), Image.Resampling.BICUBIC)
             alpha = np.asarray(grey, np.float32)
@@ -132,8 +138,8 @@ def build(name: str, scenes: int, seed: int = 0) -> tuple[Path, dict[str, Any]]:
                        float(ys.max() - ys.min() + 1))
                 if all(_iou(box, p) <= overlap for p in placed):
                     break
-            else:
-                pools[c].append(int(np.flatnonzero(classes == c)[0]))
+            else:  # no room left in this scene: the drawing goes back
+                pools[c].append(drawn)
                 continue
             scene.paste(body, (x, y), mask)
             placed.append(box)

@@ -327,3 +327,32 @@ def lookalike_embeddings(name: str) -> tuple[list[str], np.ndarray]:
 
     ids, vectors = lookalike.embeddings(name, patches=FIELD)
     return list(ids), vectors
+
+
+def test_a_box_suspect_is_accepted_dismissed_and_undone_on_the_box(crowded: tuple[str, dict[str, str]]) -> None:
+    import fiftyone as fo
+
+    from lookalike import mislabels, review
+
+    name, planted = crowded
+    mislabels(name, patches=FIELD)
+    ds = fo.load_dataset(name)
+    wrong = planted["ball->box"]
+
+    def box() -> fo.Detection:
+        sample = ds.select_labels(ids=[wrong], fields=FIELD).first()
+        return next(d for d in sample[FIELD].detections if d.id == wrong)
+
+    assert review.accept_label(ds, wrong, patches=FIELD) == "ball"
+    assert (box().label, box()["label_before_review"], box()["review"]) == ("ball", "box", "accepted")
+    assert review.REVIEWED_TAG in box().tags
+    review.accept_label(ds, wrong, patches=FIELD)  # twice: the first old label is kept
+    assert box()["label_before_review"] == "box"
+    review.dismiss_label(ds, wrong, patches=FIELD)
+    assert (box().label, box()["review"]) == ("box", "dismissed")
+    review.undo(ds, wrong, patches=FIELD)
+    after = box()
+    assert (after.label, after.get_field("review") if after.has_field("review") else None, after.tags) == (
+        "box", None, ["suspect-label"])  # the finder's tag stays: only the review is taken back
+    with pytest.raises(ConfigError, match="no box"):
+        review.accept_label(ds, ds.first().id, patches=FIELD)  # a sample id is no box

@@ -8,6 +8,9 @@
   the ``remove`` samples, ready for ``view.export(...)``, and :func:`undo` clears the tags.
 - A flagged sample of any other finder (an image-quality issue, an outlier) is **kept** or **removed**
   (:func:`decide`): the same ``keep`` / ``remove`` tags, so the kept view leaves it out too.
+- A suspected box label (``mislabels --patches FIELD``) is accepted, dismissed or undone the same way, on the
+  box itself: ``patches=FIELD`` and the box's label id; the box keeps ``label_before_review`` and ``review``
+  as attributes and gets the label tag ``label-reviewed``.
 """
 
 from __future__ import annotations
@@ -44,8 +47,47 @@ def _declare(dataset: fo.Dataset) -> None:
             dataset.add_sample_field(name, fo.StringField)
 
 
-def accept_label(dataset: fo.Dataset, sample_id: str, config: Config | None = None) -> str:
-    """Relabel a sample with its ``suggested_label``; returns the new label."""
+def _box(dataset: fo.Dataset, patches: str, label_id: str) -> tuple[fo.Sample, fo.Detection]:
+    """The sample holding box ``label_id`` of Detections field ``patches``, and the box."""
+    try:
+        sample = dataset.select_labels(ids=[label_id], fields=patches).first()
+    except (ValueError, Exception) as e:  # no such label: an empty view, or an id that is no ObjectId
+        raise ConfigError(f"no box {label_id!r} in field {patches!r} of dataset {dataset.name!r}") from e
+    box = next((d for d in sample[patches].detections if d.id == label_id), None)
+    if box is None:
+        raise ConfigError(f"no box {label_id!r} in field {patches!r} of dataset {dataset.name!r}")
+    # The sample as stored (a view's sample would save only what the view shows of it).
+    sample = dataset[sample.id]
+    return sample, next(d for d in sample[patches].detections if d.id == label_id)
+
+
+def _review_box(dataset: fo.Dataset, patches: str, label_id: str, decision: str | None) -> str | None:
+    """Accept (the suggested label), dismiss, or undo (``None``) a box's review; returns its label."""
+    sample, box = _box(dataset, patches, label_id)
+    before = box[REVIEW_FIELD] if box.has_field(REVIEW_FIELD) else None
+    if decision == "accepted":
+        suggested = box["suggested_label"] if box.has_field("suggested_label") else None
+        if not suggested:
+            raise ConfigError(f"box {label_id} has no suggested label; run `lookalike mislabels --patches {patches}`")
+        if before != "accepted":  # accepting twice keeps the first old label
+            box[BEFORE_FIELD] = box.label
+        box.label = suggested
+    elif before == "accepted":  # dismissed or undone: its label back
+        box.label = box[BEFORE_FIELD]
+    box[REVIEW_FIELD] = decision
+    if decision is None:
+        box[BEFORE_FIELD] = None
+    box.tags = sorted({*box.tags, REVIEWED_TAG}) if decision else [t for t in box.tags if t != REVIEWED_TAG]
+    sample.save()
+    return str(box.label)
+
+
+def accept_label(dataset: fo.Dataset, sample_id: str, config: Config | None = None, patches: str | None = None
+                 ) -> str:
+    """Relabel a sample (with ``patches``: the box of that label id) with its ``suggested_label``; returns the
+    new label."""
+    if patches:
+        return str(_review_box(dataset, patches, sample_id, "accepted"))
     field = _label_field(dataset, config)
     sample = dataset[sample_id]
     suggested = sample["suggested_label"] if dataset.has_field("suggested_label") else None
@@ -61,8 +103,12 @@ def accept_label(dataset: fo.Dataset, sample_id: str, config: Config | None = No
     return str(suggested)
 
 
-def dismiss_label(dataset: fo.Dataset, sample_id: str, config: Config | None = None) -> None:
-    """Mark a suspect reviewed with its label kept."""
+def dismiss_label(dataset: fo.Dataset, sample_id: str, config: Config | None = None, patches: str | None = None
+                  ) -> None:
+    """Mark a suspect (with ``patches``: the box of that label id) reviewed with its label kept."""
+    if patches:
+        _review_box(dataset, patches, sample_id, "dismissed")
+        return
     if dataset.has_field(REVIEW_FIELD) and dataset[sample_id][REVIEW_FIELD] == "accepted":
         undo(dataset, sample_id, config)  # dismissing an accepted one puts its label back
     _declare(dataset)
@@ -104,8 +150,12 @@ def kept_view(dataset: fo.Dataset) -> fo.DatasetView:
     return dataset.match_tags(REMOVE_TAG, bool=False)
 
 
-def undo(dataset: fo.Dataset, sample_id: str, config: Config | None = None) -> None:
-    """Take back every decision on a sample: its label before review, and no review or keep/remove tags."""
+def undo(dataset: fo.Dataset, sample_id: str, config: Config | None = None, patches: str | None = None) -> None:
+    """Take back every decision on a sample (with ``patches``: on the box of that label id): its label before
+    review, and no review or keep/remove tags."""
+    if patches:
+        _review_box(dataset, patches, sample_id, None)
+        return
     sample = dataset[sample_id]
     if dataset.has_field(REVIEW_FIELD) and sample[REVIEW_FIELD] == "accepted":
         sample[_label_field(dataset, config)].label = sample[BEFORE_FIELD]

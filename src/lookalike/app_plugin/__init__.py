@@ -170,8 +170,10 @@ class ReviewPanel(foo.Panel):
     def _refresh(self, ctx: Any) -> None:
         ds = ctx.dataset
         ctx.panel.state.sections = [section for finder in FINDERS.values() if finder.review
-                                    for section in [_section(ds, finder)] if section is not None]
-        decided = []
+                                    for section in [_section(ds, finder)] if section is not None] + [
+            _box_section(ds, finder, field) for finder in FINDERS.values() if finder.review == "label"
+            for field in _reviewed_fields(ds, finder)]
+        decided = _decided_boxes(ds)
         if ds.has_field(review.REVIEW_FIELD):
             decided = [{"id": i, "filepath": f.rsplit("/", 1)[-1], "review": r}
                        for i, f, r in zip(*ds.exists(review.REVIEW_FIELD).values(
@@ -182,12 +184,12 @@ class ReviewPanel(foo.Panel):
         ctx.panel.state.decided = decided
 
     def accept(self, ctx: Any) -> None:
-        new = review.accept_label(ctx.dataset, ctx.params["id"])
+        new = review.accept_label(ctx.dataset, ctx.params["id"], patches=ctx.params.get("patches"))
         ctx.ops.notify(f"relabelled as {new}", variant="success")
         self._after(ctx)
 
     def dismiss(self, ctx: Any) -> None:
-        review.dismiss_label(ctx.dataset, ctx.params["id"])
+        review.dismiss_label(ctx.dataset, ctx.params["id"], patches=ctx.params.get("patches"))
         self._after(ctx)
 
     def keep(self, ctx: Any) -> None:
@@ -200,7 +202,7 @@ class ReviewPanel(foo.Panel):
         self._after(ctx)
 
     def undo(self, ctx: Any) -> None:
-        review.undo(ctx.dataset, ctx.params["id"])
+        review.undo(ctx.dataset, ctx.params["id"], patches=ctx.params.get("patches"))
         self._after(ctx)
 
     def apply_plan(self, ctx: Any) -> None:
@@ -213,6 +215,9 @@ class ReviewPanel(foo.Panel):
 
         if "group" in ctx.params:
             ctx.ops.set_view(view=ctx.dataset.match(F("duplicate_group") == int(ctx.params["group"])))
+        elif ctx.params.get("patches"):  # the box, as a patch
+            field = ctx.params["patches"]
+            ctx.ops.set_view(view=ctx.dataset.select_labels(ids=[ctx.params["id"]], fields=field).to_patches(field))
         else:
             ctx.ops.set_view(view=ctx.dataset.select(ctx.params["id"]))
 
@@ -232,7 +237,7 @@ class ReviewPanel(foo.Panel):
                     target = {"group": item["group"]}
                     row.btn("apply", label="Apply keep plan", on_click=self.apply_plan, params=target)
                 elif section["kind"] == "label":
-                    target = {"id": item["id"]}
+                    target = {"id": item["id"], **({"patches": item["patches"]} if "patches" in item else {})}
                     row.btn("accept", label="Accept", on_click=self.accept, params=target, variant="contained")
                     row.btn("dismiss", label="Dismiss", on_click=self.dismiss, params=target)
                 else:
@@ -246,7 +251,8 @@ class ReviewPanel(foo.Panel):
             for n, d in enumerate(decided):
                 row = panel.h_stack(f"decided_{n}", align_y="center")
                 row.md(f"`{d['filepath']}` {d['review']}", name="text")
-                row.btn("undo", label="Undo", on_click=self.undo, params={"id": d["id"]})
+                row.btn("undo", label="Undo", on_click=self.undo,
+                        params={"id": d["id"], **({"patches": d["patches"]} if "patches" in d else {})})
         return types.Property(panel, view=types.GridView(orientation="vertical", padding=2))
 
 
@@ -285,6 +291,72 @@ def _section(ds: Any, finder: Finder) -> dict[str, Any] | None:
     items = [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)]
     return {"name": finder.name, "title": TITLES.get(kind or "", finder.label.split(": find ", 1)[-1].capitalize()),
             "kind": kind, "open": len(flagged), "items": items}
+
+
+def _reviewed_fields(ds: Any, finder: Finder) -> list[str]:
+    """The Detections fields whose boxes ``finder`` has scored (its flag is an attribute of their boxes)."""
+    import fiftyone as fo
+
+    return [name for name, f in ds.get_field_schema().items() if getattr(f, "document_type", None) is fo.Detections
+            and ds.has_field(f"{name}.detections.{finder.flag}")]
+
+
+def _box_section(ds: Any, finder: Finder, field: str) -> dict[str, Any]:
+    """The review panel's list of a finder's open box suspects in ``field``, each with its crop."""
+    from fiftyone import ViewField as F
+
+    flagged = ds.filter_labels(field, (F(finder.flag) == True) & ~F("review").exists())  # noqa: E712 (a query)
+    boxes = f"{field}.detections"
+    paths, ids, labels, suggested, scores, bboxes = flagged.values(
+        ["filepath", f"{boxes}.id", f"{boxes}.label", f"{boxes}.suggested_label", f"{boxes}.{finder.score}",
+         f"{boxes}.bounding_box"])
+    rows = sorted(((sc, i, p, lab, sug, bb) for p, *per_box in zip(paths, ids, labels, suggested, scores, bboxes,
+                                                                   strict=True)
+                   for i, lab, sug, sc, bb in zip(*per_box, strict=True)), key=lambda r: -r[0])
+    items = [{"id": i, "patches": field,
+              "text": f"{_crop_md(p, bb)} `{p.rsplit('/', 1)[-1]}` **{lab}** → **{sug}** ({sc:.2f})"}
+             for sc, i, p, lab, sug, bb in rows[:SHOWN]]
+    return {"name": f"{finder.name}__{field}", "title": f"Suspected box labels ({field})", "kind": "label",
+            "open": len(rows), "items": items}
+
+
+def _crop_md(path: str, box: list[float], side: int = 48) -> str:
+    """A box's crop as an inline Markdown image (a data URI), or nothing where its file cannot be read."""
+    import base64
+    import io
+
+    from lookalike.decoding import crop_box
+    from lookalike.images import open_image
+
+    try:
+        image = open_image(path)
+        rect = crop_box(image.width, image.height, tuple(box), 0.0)  # type: ignore[arg-type]
+        if isinstance(rect, str):
+            return ""
+        crop = image.crop(rect)
+        crop.thumbnail((side, side))
+        out = io.BytesIO()
+        crop.save(out, format="PNG")
+    except Exception:  # a thumbnail is a nicety: the text still names the box
+        return ""
+    return f"![crop](data:image/png;base64,{base64.b64encode(out.getvalue()).decode()})"
+
+
+def _decided_boxes(ds: Any) -> list[dict[str, Any]]:
+    """Reviewed boxes of every Detections field, for the panel's undo list."""
+    import fiftyone as fo
+    from fiftyone import ViewField as F
+
+    out = []
+    for name, f in ds.get_field_schema().items():
+        if getattr(f, "document_type", None) is not fo.Detections:
+            continue
+        reviewed = ds.filter_labels(name, F(review.REVIEW_FIELD).exists())  # an undeclared attribute: by query
+        paths, ids, reviews = reviewed.values(["filepath", f"{name}.detections.id", f"{name}.detections.review"])
+        out += [{"id": i, "patches": name, "filepath": f"{p.rsplit('/', 1)[-1]} [{name}]", "review": r}
+                for p, per_id, per_review in zip(paths, ids, reviews, strict=True)
+                for i, r in zip(per_id or [], per_review or [], strict=True) if r]
+    return out[:SHOWN]
 
 
 def register(p: Any) -> None:
