@@ -205,8 +205,9 @@ def uncropped_ceiling(name: str, truth: dict[str, Any], seed: int = 1) -> float:
 
     sprites, classes, names, rare = _sprites(name)
     rng = np.random.default_rng(seed)
-    rare_class, n = names.index(rare), truth["boxes"]
-    count = max(2, round(RARE_SHARE * n))
+    rare_class = names.index(rare)
+    count = max(2, round(RARE_SHARE * truth["boxes"]))
+    n = min(truth["boxes"], count + int((classes != rare_class).sum()))
     rows = np.concatenate([rng.choice(np.flatnonzero(classes == rare_class), count, replace=False),
                            rng.choice(np.flatnonzero(classes != rare_class), n - count, replace=False)])
     model = get_embedder("efficientnet-lite0", image_size=112)

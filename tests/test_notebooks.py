@@ -59,7 +59,7 @@ def _figure(pattern: str, text: str) -> tuple[int, ...]:
 
 def test_every_notebook_is_tested() -> None:
     assert {p.stem for p in NOTEBOOKS.glob("*.ipynb")} == {
-        "01-quickstart", "02-error-analysis", "03-deduplicate", "04-explore-clusters", "05-rare-object"}
+        "01-quickstart", "02-error-analysis", "03-deduplicate", "04-explore-clusters", "05-rare-object", "06-objects"}
 
 
 def test_quickstart() -> None:
@@ -103,3 +103,21 @@ def test_rare_object() -> None:
     found, total = _figure(r"(\d+) of (\d+) Bag images found", text)
     assert found >= 15 and total > found
     assert "to-label-bag" in text
+
+
+def test_objects() -> None:
+    text, html = _run("06-objects")
+    boxes, embedded = _figure(r"(\d+) of (\d+) boxes embedded", text)
+    assert boxes == embedded  # every box
+    found, bags = _figure(r"(\d+) of (\d+) Bag boxes found from one", text)
+    assert bags >= 6 and found >= 2  # mined beyond the one example
+    caught, planted = _figure(r"(\d+) of (\d+) planted box labels among them", text)
+    assert planted == 6 and caught >= 3
+    restored, _ = _figure(r"(\d+) of (\d+) planted box labels restored", text)
+    assert restored >= 3
+    groups, double_found, double_planted = _figure(r"(\d+) groups of double annotations; (\d+) of (\d+) planted", text)
+    assert double_found == double_planted == 4 and groups >= 4
+    (removed,) = _figure(r"(\d+) boxes removed", text)
+    assert removed >= 4
+    assert sum("data:image/png;base64" in h for h in html) >= 1  # the search's boxes render as thumbnails
+    assert any("<iframe" in h for h in html)  # the App, inline
