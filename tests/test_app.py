@@ -70,11 +70,16 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, st
 @pytest.fixture
 def page(app: tuple[str, Any, str]) -> Iterator[Any]:
     """A fresh browser page on the App, with the session's layout and view reset between tests."""
-    from playwright.sync_api import sync_playwright
-
     _, session, url = app
     session.spaces = None  # only the Samples grid
     session.view = None
+    yield from browser_page(url)
+
+
+def browser_page(url: str) -> Iterator[Any]:
+    """Headless Chromium on the App at ``url``, its grid loaded and the cards that cover the panels closed."""
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import MODEL, write_coco_scenes
 from lookalike import embed, embeddings, load, mislabels, similar
-from test_app import CHROMIUM, K, _dismiss_cards, _free_port, _grid_ids, _shot, _show_latest_search
+from test_app import CHROMIUM, K, _free_port, _grid_ids, _shot, _show_latest_search, browser_page
 
 FIELD = "ground_truth_detections"
 BRAIN_KEY = f"lookalike_random_tiny_clip__{FIELD}"
@@ -50,20 +50,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, st
 @pytest.fixture
 def page(app: tuple[str, Any, str, str]) -> Iterator[Any]:
     import fiftyone as fo
-    from playwright.sync_api import sync_playwright
 
     name, session, url, _ = app
     session.spaces = None
     session.view = fo.load_dataset(name).to_patches(FIELD)  # the grid shows the boxes
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(60_000)
-        page.goto(url, wait_until="domcontentloaded")
-        page.wait_for_selector('[data-cy="looker"]')
-        _dismiss_cards(page)
-        yield page
-        browser.close()
+    yield from browser_page(url)
 
 
 def test_a_patches_view_sorted_by_similarity_from_a_selected_box(app: tuple[str, Any, str, str], page: Any) -> None:
