@@ -356,3 +356,23 @@ def test_a_box_suspect_is_accepted_dismissed_and_undone_on_the_box(crowded: tupl
         "box", None, ["suspect-label"])  # the finder's tag stays: only the review is taken back
     with pytest.raises(ConfigError, match="no box"):
         review.accept_label(ds, ds.first().id, patches=FIELD)  # a sample id is no box
+
+
+def test_a_map_and_retrieval_figures_of_the_boxes(crowded: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    import fiftyone as fo
+
+    from lookalike import compute_map, evaluate
+    from lookalike.finders.map import map_key
+
+    name, _ = crowded
+    found = compute_map(name, patches=FIELD, plot_path=tmp_path / "boxes.png", colour_by="label")
+    assert found.samples == 33 and found.brain_key == map_key(FIELD) and (tmp_path / "boxes.png").is_file()
+    ds = fo.load_dataset(name)
+    info = ds.get_brain_info(map_key(FIELD))
+    assert info.config.patches_field == FIELD  # the Embeddings panel on a patches view
+    assert len(ds.load_brain_results(map_key(FIELD)).points) == 33
+    assert ds.count(f"{FIELD}.detections.uniqueness") == 33 and ds.count(f"{FIELD}.detections.cluster") == 33
+    figures = evaluate(name, patches=FIELD, k=5)
+    assert set(figures["per_class"]) == {"ball", "cup", "box"}
+    assert figures["overall"]["precision_at_k"] > 0.5  # the colours are what the boxes' labels say, mostly
+    assert figures["index_recall_at_k"] == 1.0

@@ -426,7 +426,7 @@ def similar(
     index = run.open_index(config)
     where: dict[str, Any] = {key: v for key, v in (("label", label), ("split", split), ("tags", tag)) if v is not None}
     if ctx.is_view:  # searched inside the store, like the other filters
-        where["sample_id" if patches is None else "label_id"] = ctx.row_ids_in(ctx.collection)
+        where[ctx.row_key] = ctx.row_ids_in(ctx.collection)
     model_once = functools.cache(lambda: run.embedder(config))  # built only for images and text
     if text:
         hits = index.query(model_once().embed_text([text]), k, where, min_score=min_score)[0]
@@ -554,17 +554,19 @@ def duplicates(name: str | Any, *, threshold: float = DEFAULT_THRESHOLD, keep: s
 
 
 def compute_map(name: str | Any, *, colour_by: str = "label", plot_path: str | Path | None = None, seed: int = 0,
-                min_cluster_size: int | None = None, model: str | None = None, config: Config | None = None
-                ) -> EmbeddingMap:
+                min_cluster_size: int | None = None, patches: str | None = None, model: str | None = None,
+                config: Config | None = None) -> EmbeddingMap:
     """Uniqueness, a 2-D UMAP layout and clusters of an embedding run, from the shared kNN graph.
 
     Writes ``uniqueness`` (0..1, higher = fewer look-alikes) and ``cluster`` (-1: in none) to the samples,
     stores the layout as the FiftyOne visualization brain run ``lookalike_map`` (the App's Embeddings
     panel; colour it by any field) and saves a PNG coloured by ``colour_by`` (one of ``maps.COLOUR_FIELDS``) to
     ``plot_path`` (default ``$LOOKALIKE_HOME/maps/NAME.png``). A rerun replaces all of it; the same seed
-    gives the same layout. See :mod:`lookalike.maps`.
+    gives the same layout. See :mod:`lookalike.maps`. ``patches``: the map of the boxes of that field (its patch
+    run): ``uniqueness`` and ``cluster`` on the boxes, the brain run ``lookalike_map__FIELD`` with
+    ``patches_field`` (the App's Embeddings panel on a patches view).
     """
-    found = find("map", name, model=model, config=config, colour_by=colour_by,
+    found = find("map", name, patches=patches, model=model, config=config, colour_by=colour_by,
                  out=str(plot_path) if plot_path else None, seed=seed, min_cluster_size=min_cluster_size)
     return found.records[0]
 
@@ -587,14 +589,15 @@ def outliers(name: str | Any, *, k: int = OUTLIER_K, patches: str | None = None,
     return Results(find("outliers", name, patches=patches, model=model, config=config, k=k).records)
 
 
-def evaluate(name: str | Any, *, k: int = 10, index_queries: int = INDEX_QUERIES, model: str | None = None,
-             config: Config | None = None) -> dict[str, Any]:
+def evaluate(name: str | Any, *, k: int = 10, index_queries: int = INDEX_QUERIES, patches: str | None = None,
+             model: str | None = None, config: Config | None = None) -> dict[str, Any]:
     """Label retrieval by the embedding: precision@k, recall@k and mAP@k overall and per class (each labeled
     sample a query, itself left out), and the vector index's recall@k against exact search on
     ``index_queries`` samples: ``{"k", "overall", "per_class", "index_recall_at_k"}``. Writes each sample's
     precision@k to ``retrieval_precision`` and flags ``retrieval_miss`` where none of its k nearest carry its
-    label. See :mod:`lookalike.retrieval`."""
-    return dict(find("evaluate", name, model=model, config=config, k=k, index_queries=index_queries).summary)
+    label. See :mod:`lookalike.retrieval`. ``patches``: retrieval of box labels among the boxes of that field."""
+    return dict(find("evaluate", name, patches=patches, model=model, config=config, k=k,
+                     index_queries=index_queries).summary)
 
 
 def tag(name: str | Any, vocab: Sequence[str] | str, *, top: int = 3, prompt: str = "a photo of a {}",

@@ -225,6 +225,11 @@ class Context:
         return [str(i) for i in collection.values(f"{self.patches}.detections.id", unwind=True)]
 
     @property
+    def row_key(self) -> str:
+        """The payload key that names a row in the index: ``sample_id``, or a box's ``label_id``."""
+        return "sample_id" if self.patches is None else "label_id"
+
+    @property
     def ids(self) -> list[str]:
         return self.rows.ids
 

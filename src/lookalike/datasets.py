@@ -311,6 +311,13 @@ def write_fields(samples: fo.Dataset | fo.DatasetView, fields: dict[str, tuple[t
     return written
 
 
+def label_values(samples: fo.Dataset | fo.DatasetView, field: str, attribute: str, ids: Sequence[str]) -> list[Any]:
+    """An attribute of the boxes ``ids`` of Detections ``field``, in that order (None where a box lacks it)."""
+    label_ids, values = samples.values([f"{field}.detections.id", f"{field}.detections.{attribute}"], unwind=True)
+    by_id = dict(zip(label_ids, values, strict=True))
+    return [by_id.get(i) for i in ids]
+
+
 def write_label_fields(samples: fo.Dataset | fo.DatasetView, field: str, values: dict[str, dict[str, Any]]) -> int:
     """Set attributes of the labels of Detections ``field`` from ``{attribute: {label id: value}}``, the
     labels of ``samples`` not listed set to None; only values that differ are written (as :func:`write_fields`

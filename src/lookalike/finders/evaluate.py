@@ -29,6 +29,7 @@ class Evaluate(Finder):
     score_field = "retrieval_precision"
     flag_field = "retrieval_miss"
     score_doc = "0..1, higher = more of its k nearest neighbours carry its label (its precision@k as a query)"
+    on_boxes = True
     options = (Option("k", int, 10, "neighbours retrieved per query", minimum=1),
                Option("index_queries", int, INDEX_QUERIES, "samples the index's recall is measured on (0: none)",
                       minimum=0))
@@ -55,7 +56,7 @@ class Evaluate(Finder):
         vectors = ctx.vectors()
         rows = np.sort(np.random.default_rng(0).choice(len(ids), min(queries, len(ids)), replace=False))
         exact = nearest(vectors[rows], vectors, k + 1, precision="fp32")
-        where = {"sample_id": list(ids)} if ctx.is_view else None
+        where = {ctx.row_key: list(ids)} if ctx.is_view else None
         found = ctx.rows.index.query(np.asarray(vectors[rows]), k + 1, where)
         return index_recall([[h.id for h in hits if h.id != ids[r]][:k] for r, hits in zip(rows, found, strict=True)],
                             [[ids[j] for j in row if j != r][:k] for r, row in zip(rows, exact, strict=True)])

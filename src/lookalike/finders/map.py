@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import maps
-from ..datasets import sample_table, values_in_order
+from ..datasets import label_values, values_in_order
 from ..exceptions import ConfigError
 from .base import Finder, Findings, Option, Record
 
@@ -85,6 +85,7 @@ class Map(Finder):
     score_doc = "0..1, higher = fewer look-alikes (mean cosine distance to the 5 nearest, over the largest)"
     score_field = "uniqueness"
     app_panel = "Embeddings"
+    on_boxes = True
     options = (
         Option("colour_by", str, "label", "what colours the PNG", choices=maps.COLOUR_FIELDS, aliases=("--color-by",)),
         Option("out", str, None, "PNG file (default $LOOKALIKE_HOME/maps/NAME.png)"),
@@ -113,21 +114,24 @@ class Map(Finder):
             state.parent.mkdir(parents=True, exist_ok=True)
             np.savez(state, keys=np.array(keys), points=points, cluster=cluster, seed=seed, min_size=min_size or 0,
                      fitted=fitted or len(keys))
-        colour_by = options["colour_by"]
+        colour_by, boxes = options["colour_by"], ctx.patches
         if colour_by == "label":
-            colours = sample_table(ctx.collection, ctx.label_field, ids)["label"]
+            colours = ctx.table["label"]
         elif colour_by in ("cluster", "uniqueness"):
             colours = list(cluster if colour_by == "cluster" else unique)
+        elif boxes:
+            colours = label_values(ctx.collection, boxes, colour_by, ids)
         elif ctx.dataset.has_field(colour_by):
             colours = values_in_order(ctx.collection, [colour_by], ids)[0]
         else:
             colours = [None] * len(ids)
-        path = Path(options["out"]) if options["out"] else ctx.config.index.home_path() / "maps" / f"{ctx.name}.png"
+        stem = ctx.name if boxes is None else f"{ctx.name}-{boxes}"
+        path = Path(options["out"]) if options["out"] else ctx.config.index.home_path() / "maps" / f"{stem}.png"
         maps.plot(points, colours, path,
-                  title=f"{ctx.name}: {ctx.run.model} embeddings (UMAP), coloured by {colour_by}")
+                  title=f"{ctx.name}: {ctx.run.model} embeddings of {ctx.run.rows} (UMAP), coloured by {colour_by}")
         sizes = dict(sorted(zip(*(x.tolist() for x in np.unique(cluster, return_counts=True)), strict=True)))
         order = np.argsort(-unique)[:10]
-        result = EmbeddingMap(dataset=ctx.name, brain_key=MAP_BRAIN_KEY, samples=len(ids), plot=str(path),
+        result = EmbeddingMap(dataset=ctx.name, brain_key=map_key(boxes), samples=len(ids), plot=str(path),
                               clusters=sizes, most_unique=[(ids[i], float(unique[i])) for i in order])
         return Findings(finder=self.name, ids=ids, scores=unique, flags=None, records=[result],
                         summary={"samples": len(ids), "clusters": sum(c >= 0 for c in sizes), "plot": str(path)},
@@ -137,16 +141,22 @@ class Map(Finder):
     def after_write(self, ctx: Context, findings: Findings) -> None:
         import fiftyone.brain as fob
 
-        ids, dataset, points = findings.ids, ctx.dataset, findings.arrays["points"]
+        ids, dataset, points, boxes = findings.ids, ctx.dataset, findings.arrays["points"], ctx.patches
         row = {sid: i for i, sid in enumerate(ids)}
-        if MAP_BRAIN_KEY in dataset.list_brain_runs():
-            dataset.delete_brain_run(MAP_BRAIN_KEY)
-        # The whole collection where every sample is embedded: a view selecting a million ids is too large a
+        key = map_key(boxes)
+        if key in dataset.list_brain_runs():
+            dataset.delete_brain_run(key)
+        # The whole collection where every row is embedded: a view selecting a million ids is too large a
         # request.
-        present = ctx.collection.values("id")
-        mapped = ctx.collection if all(sid in row for sid in present) else ctx.collection.select(ids)
-        in_mapped = [row[sid] for sid in mapped.values("id")]
-        fob.compute_visualization(mapped, points=points[in_mapped], brain_key=MAP_BRAIN_KEY, progress=False)
+        present = ctx.row_ids_in(ctx.collection)
+        if all(i in row for i in present):
+            mapped = ctx.collection
+        else:
+            mapped = ctx.collection.select(ids) if boxes is None else ctx.collection.select_labels(ids=ids,
+                                                                                                  fields=boxes)
+        in_mapped = [row[i] for i in ctx.row_ids_in(mapped)]
+        fob.compute_visualization(mapped, points=points[in_mapped], patches_field=boxes, brain_key=key,
+                                  progress=False)
 
     def table(self, findings: Findings, limit: int) -> str:
         from ..tables import format_clusters
@@ -161,4 +171,9 @@ class Map(Finder):
         return findings.records[0].to_dict()
 
     def message(self, findings: Findings) -> str:
-        return f"{findings.summary['clusters']} clusters; brain key {MAP_BRAIN_KEY}"
+        return f"{findings.summary['clusters']} clusters; brain key {findings.records[0].brain_key}"
+
+
+def map_key(patches: str | None = None) -> str:
+    """The brain key of the map of samples, or of the boxes of ``patches`` (the App's Embeddings panel)."""
+    return MAP_BRAIN_KEY if patches is None else f"{MAP_BRAIN_KEY}__{patches}"
