@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import MODEL, write_coco_scenes
-from lookalike import embed, load, similar
+from lookalike import embed, import_vectors, load, similar
 from lookalike.api import ERROR_FIELD, BoxMatch, Match, similar_view
 from lookalike.cli import main
 from lookalike.config import load_config
@@ -376,3 +376,27 @@ def test_a_map_and_retrieval_figures_of_the_boxes(crowded: tuple[str, dict[str, 
     assert set(figures["per_class"]) == {"ball", "cup", "box"}
     assert figures["overall"]["precision_at_k"] > 0.5  # the colours are what the boxes' labels say, mostly
     assert figures["index_recall_at_k"] == 1.0
+
+
+def test_box_vectors_made_elsewhere_are_imported_as_a_patch_run(crowded: tuple[str, dict[str, str]],
+                                                                tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The exported box vectors imported back under another name (what a user with a detector's own box
+    features does): the same search results, no image decoded, bad rows named."""
+    name, planted = crowded
+    out = tmp_path / "boxes.npy"
+    assert main(["embeddings", name, "--patches", FIELD, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["embed", name, "--patches", FIELD, "--vectors", str(out), "--ids", str(out.with_suffix(".ids.json")),
+                 "--model-name", "detector-features"]) == 0
+    assert "33/33 boxes of 'ground_truth_detections' embedded" in capsys.readouterr().out
+    query = planted["double"]
+    imported = similar(name, sample=query, patches=FIELD, model="detector-features", k=5, save_view=False)
+    computed = similar(name, sample=query, patches=FIELD, model=MODEL, k=5, save_view=False)
+    assert [m.id for m in imported] == [m.id for m in computed]
+    bad = np.load(out)
+    bad[3] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    ids = json.loads(out.with_suffix(".ids.json").read_text())
+    with pytest.raises(ConfigError, match=f"row 3 \\(box {ids[3]}\\) holds NaN"):
+        import_vectors(name, tmp_path / "bad.npy", ids, patches=FIELD, model_name="broken")

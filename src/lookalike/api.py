@@ -194,6 +194,7 @@ def import_vectors(
     *,
     from_field: str | None = None,
     model_name: str | None = None,
+    patches: str | None = None,
     config: Config | None = None,
     rebuild: bool = False,
     progress: Progress | None = None,
@@ -209,6 +210,9 @@ def import_vectors(
     still decoded (no model) for the duplicate finder's thumbnails, cached by content hash; an unreadable
     file gets its reason in ``embed_error`` and is left out of the pixel stage only. An imported run has no
     model, so image and text queries say so.
+
+    ``patches``: vectors of the boxes of this Detections field (a patch run): rows of label ids (``ids``, else
+    every box in the dataset's order); no image is decoded.
     """
     from .imported import checked_vectors, read_ids, read_vectors, run_key
 
@@ -216,7 +220,12 @@ def import_vectors(
         raise ConfigError("give either vectors (an array or a .npy file) or from_field, not both or neither")
     config = config or load_config()
     dataset = get_dataset(name)
-    table = sample_table(dataset, find_label_field(dataset, config.dataset.label_field))
+    if patches:
+        if from_field is not None:
+            raise ConfigError("from_field holds vectors of samples; box vectors come as a .npy file with --patches")
+        detections_field(dataset, patches)
+    table = box_table(dataset, patches) if patches else sample_table(
+        dataset, find_label_field(dataset, config.dataset.label_field))
     if from_field is not None:
         if not dataset.has_field(from_field):
             raise ConfigError(f"from_field {from_field!r}: dataset {name!r} has no field of that name")
@@ -238,24 +247,30 @@ def import_vectors(
             id_list = list(table["id"])
         else:
             id_list = read_ids(ids) if isinstance(ids, str | Path) else [str(i) for i in ids]
-    normalised = checked_vectors(raw, id_list, table["id"], source)
+    normalised = checked_vectors(raw, id_list, table["id"], source, "box" if patches else "sample")
     model = model_name or default_name
     key, dim = run_key(model), int(normalised.shape[1])
     try:
-        existing: EmbeddingRun | None = EmbeddingRun.get(dataset, key)
+        existing: EmbeddingRun | None = EmbeddingRun.get(dataset, EmbeddingRun.key_of(key, patches), patches)
     except NotEmbeddedError:
         existing = None
     if existing and existing.dim != dim and not rebuild:
         raise IndexMismatchError(f"{source}: {dim}-d vectors, but the run {model!r} holds {existing.dim}-d "
                                  "ones; give another --model-name, or --rebuild to replace it")
     with _embedding_lock(name, config):
-        index = open_index(name, key, dim, url=config.index.url, api_key=config.index.api_key,
-                           home=config.index.home_path(), rebuild=rebuild, settings=config.index)
+        index = open_index(name, EmbeddingRun.key_of(key, patches), dim, url=config.index.url,
+                           api_key=config.index.api_key, home=config.index.home_path(), rebuild=rebuild,
+                           settings=config.index)
         row_of = {sid: r for r, sid in enumerate(table["id"])}
         result = EmbedResult(hashes=[None] * len(table["id"]))
         for r, sid in enumerate(id_list):
             result.vectors[row_of[sid]] = normalised[r]
             result.vector_hashes[row_of[sid]] = hashlib.blake2b(normalised[r].tobytes(), digest_size=8).hexdigest()
+        run = EmbeddingRun(dataset=name, model=model, model_key=key, dim=dim, spec={"name": model}, imported=True,
+                           patches_field=patches)
+        result.cached = len(result.vectors)
+        if patches:  # boxes: no pixel stage
+            return _store_run(dataset, table, result, run, index, config, has_text=False)
         rows = sorted(result.vectors)
         cache = EmbeddingCache(config.index.home_path() / "embeddings.sqlite")
         try:
@@ -268,8 +283,6 @@ def import_vectors(
             result.hashes[i] = h
         result.errors = {rows[j]: e for j, e in errors.items()}
         result.errors.update({i: decode_errors[h] for i, h in zip(rows, hashes, strict=True) if h in decode_errors})
-        result.cached = len(rows)
-        run = EmbeddingRun(dataset=name, model=model, model_key=key, dim=dim, spec={"name": model}, imported=True)
         return _store_run(dataset, table, result, run, index, config, has_text=False)
 
 

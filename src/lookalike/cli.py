@@ -62,8 +62,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
                                   "batch_size": args.batch_size, "device": args.device,
                                   "precision": args.precision, "patches": args.patches, "margin": args.margin})
     imported = args.vectors or args.from_field
-    if imported and (args.patches or args.margin is not None):
-        raise ConfigError("--patches and --margin embed boxes with a model; imported vectors are of samples")
+    if imported and args.margin is not None:
+        raise ConfigError("--margin crops boxes for a model; imported vectors have none")
     if not imported and (args.ids or args.model_name):
         raise ConfigError("--ids and --model-name go with --vectors or --from-field")
     if imported and (args.model or args.pretrained or args.image_size):
@@ -72,7 +72,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if imported:
         with _bar("thumbnails") as progress:
             s = import_vectors(args.name, args.vectors, args.ids, from_field=args.from_field,
-                               model_name=args.model_name, config=config, rebuild=args.rebuild, progress=progress)
+                               model_name=args.model_name, patches=args.patches, config=config,
+                               rebuild=args.rebuild, progress=progress)
     else:
         with _bar("embedding") as progress:
             s = embed(args.name, config=config, rebuild=args.rebuild, progress=progress)

@@ -42,35 +42,37 @@ def read_ids(path: str | Path) -> list[str]:
     return ids
 
 
-def checked_vectors(vectors: np.ndarray, ids: Sequence[str], known: Sequence[str], source: str) -> np.ndarray:
+def checked_vectors(vectors: np.ndarray, ids: Sequence[str], known: Sequence[str], source: str,
+                    row: str = "sample") -> np.ndarray:
     """``vectors`` as L2-normalised float32 rows, one per id of ``ids``, after checking them against the
-    dataset's sample ids ``known``; ``source`` names where they came from in the errors."""
+    dataset's row ids ``known`` (``row``: what a row is, ``sample`` or ``box``, for the errors); ``source``
+    names where they came from in the errors."""
     v = np.asarray(vectors)
     if v.ndim != 2 or v.shape[1] < 1:
-        raise ConfigError(f"{source}: expected a 2-D array (one row per sample), got shape {v.shape}")
+        raise ConfigError(f"{source}: expected a 2-D array (one row per {row}), got shape {v.shape}")
     if not np.issubdtype(v.dtype, np.number):
         raise ConfigError(f"{source}: expected numbers, got dtype {v.dtype}")
     if len(v) != len(ids):
-        raise ConfigError(f"{source}: {len(v)} rows but {len(ids)} sample ids; give one row per sample")
+        raise ConfigError(f"{source}: {len(v)} rows but {len(ids)} {row} ids; give one row per {row}")
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         repeated = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise ConfigError(f"{source}: sample id {repeated} is listed more than once")
+        raise ConfigError(f"{source}: {row} id {repeated} is listed more than once")
     present = set(known)
     unknown = [i for i in ids if i not in present]
     if unknown:
-        raise ConfigError(f"{source}: {len(unknown)} ids are not samples of the dataset, e.g. "
+        raise ConfigError(f"{source}: {len(unknown)} ids are not {row}s of the dataset, e.g. "
                           f"{', '.join(unknown[:3])}")
     out = np.empty(v.shape, np.float32)
     for start in range(0, len(v), 65536):  # in chunks: a memory-mapped file is never copied whole
         chunk = np.asarray(v[start:start + 65536], dtype=np.float32)
         if not np.isfinite(chunk).all():
-            row = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
-            raise ConfigError(f"{source}: row {row} (sample {ids[row]}) holds NaN or infinite values")
+            at = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            raise ConfigError(f"{source}: row {at} ({row} {ids[at]}) holds NaN or infinite values")
         norms = np.linalg.norm(chunk, axis=1, keepdims=True)
         if (norms == 0).any():
-            row = start + int(np.flatnonzero(norms[:, 0] == 0)[0])
-            raise ConfigError(f"{source}: row {row} (sample {ids[row]}) is all zeros; it has no direction")
+            at = start + int(np.flatnonzero(norms[:, 0] == 0)[0])
+            raise ConfigError(f"{source}: row {at} ({row} {ids[at]}) is all zeros; it has no direction")
         out[start:start + len(chunk)] = chunk / norms
     return out
 
