@@ -400,3 +400,39 @@ def test_box_vectors_made_elsewhere_are_imported_as_a_patch_run(crowded: tuple[s
     ids = json.loads(out.with_suffix(".ids.json").read_text())
     with pytest.raises(ConfigError, match=f"row 3 \\(box {ids[3]}\\) holds NaN"):
         import_vectors(name, tmp_path / "bad.npy", ids, patches=FIELD, model_name="broken")
+
+
+def test_a_detectors_boxes_dispute_labels_and_find_objects_nobody_labelled(
+        crowded: tuple[str, dict[str, str]]) -> None:
+    """Predictions synthesised from the true boxes: each shifted a little and labelled with the truth (0.9),
+    one object not detected, a confident box where nothing is labelled, and an unsure one."""
+    import fiftyone as fo
+
+    from lookalike import mislabels
+
+    name, planted = crowded
+    ds = fo.load_dataset(name)
+    truth = {planted["ball->box"]: "ball", planted["box->ball"]: "box"}
+    for n, sample in enumerate(ds):
+        predictions = [fo.Detection(label=truth.get(d.id, d.label), confidence=0.9,
+                                    bounding_box=[d.bounding_box[0] + 0.02, *d.bounding_box[1:]])
+                       for d in sample[FIELD].detections[:1] if n != 9]  # scene 9's object goes undetected
+        if n == 2:
+            predictions += [fo.Detection(label="cup", confidence=0.8, bounding_box=[0.7, 0.7, 0.2, 0.2]),
+                            fo.Detection(label="cup", confidence=0.2, bounding_box=[0.05, 0.7, 0.2, 0.2])]
+        sample["predictions"] = fo.Detections(detections=predictions)
+        sample.save()
+    suspects = mislabels(name, patches=FIELD, prediction_field="predictions")
+    flagged = {s.id: s for s in suspects if s.flagged}
+    assert {planted["ball->box"], planted["box->ball"]} <= set(flagged)
+    assert flagged[planted["ball->box"]].suggested_label == "ball"
+    ds.reload()
+    missing = ds.select_labels(tags="missing-label", fields="predictions").values("predictions.detections",
+                                                                                 unwind=True)
+    assert [(d.label, d.confidence) for d in missing] == [("cup", 0.8)]  # the unsure one is left alone
+    view = ds.load_saved_view(f"lookalike-missing-labels-{FIELD}")
+    assert view.values("id") == [missing[0].id]
+    with pytest.raises(ConfigError, match="must be a Detections field"):
+        mislabels(name, patches=FIELD, prediction_field="ground_truth_detections_missing")
+    ds.delete_brain_run(f"lookalike_run_mislabels__{FIELD}")  # its cleanup takes the detector's tags too
+    assert ds.count_label_tags().get("missing-label", 0) == 0

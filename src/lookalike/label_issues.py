@@ -80,7 +80,8 @@ def find_mislabels(
     """Score every labeled sample for a wrong label; see the module docstring for the method.
 
     ``labels``: int class per graph row, ``-1`` for unlabeled (scored NaN, never flagged, never voting).
-    ``pred_probs``: optional (n, n_classes) model probabilities, averaged with the neighbour ones.
+    ``pred_probs``: optional (n, n_classes) model probabilities, averaged with the neighbour ones (a row of NaN:
+    no prediction for that row).
     ``probe_probs``: optional out-of-sample probe probabilities (:func:`lookalike.probe.out_of_sample_probs`;
     NaN rows: the neighbours alone).
     """
@@ -98,9 +99,13 @@ def find_mislabels(
         probs[judged] = (1 - PROBE_WEIGHT) * probs[judged] + PROBE_WEIGHT * probe[judged]
     if pred_probs is not None:
         pred = np.asarray(pred_probs, dtype=np.float32)
-        if pred.shape != probs.shape or not np.isfinite(pred).all():
-            raise ConfigError(f"pred_probs must be finite with shape {probs.shape}, got {pred.shape}")
-        probs = (probs + pred / np.maximum(pred.sum(axis=1, keepdims=True), 1e-12)) / 2
+        if pred.shape != probs.shape:
+            raise ConfigError(f"pred_probs must have shape {probs.shape}, got {pred.shape}")
+        judged = np.isfinite(pred).all(axis=1)  # a row of NaN: no prediction for it, the neighbours alone
+        if (~judged & ~np.isnan(pred).all(axis=1)).any():
+            raise ConfigError("pred_probs rows must be finite, or all NaN where there is no prediction")
+        probs[judged] = (probs[judged] + pred[judged] / np.maximum(pred[judged].sum(axis=1, keepdims=True),
+                                                                    1e-12)) / 2
     labeled = labels >= 0
     own_label = np.maximum(labels, 0)
     references = np.ones(n_classes, dtype=np.float32)

@@ -89,6 +89,44 @@ def class_probs(dataset: fo.Dataset | fo.DatasetView, ids: list[str], field: str
     return out
 
 
+MISSING_CONFIDENCE = 0.5
+MISSING_TAG = "missing-label"
+MISSING_VIEW = "lookalike-missing-labels"
+
+
+def detector_probs(ctx: Context, field: str, classes: list[str], missing_confidence: float
+                   ) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities of the rows (boxes) from a detector's Detections ``field``: each labelled box's matched
+    prediction (:func:`lookalike.box_match.match_predictions`) as its confidence on the predicted class, the
+    rest spread evenly (NaN where none matched: no evidence); and the label ids of confident predictions that
+    match no labelled box."""
+    import fiftyone as fo
+
+    from ..box_match import match_predictions
+
+    root = ctx.dataset
+    if not root.has_field(field) or getattr(root.get_field(field), "document_type", None) is not fo.Detections:
+        raise ConfigError(f"prediction_field {field!r}: with patches it must be a Detections field of a detector's "
+                          f"boxes in dataset {root.name!r}")
+    sample_ids, ids, names, boxes, confidences = ctx.collection.values(
+        ["id", *(f"{field}.detections.{p}" for p in ("id", "label", "bounding_box", "confidence"))])
+    flat = [(sid, i, n, b, 1.0 if c is None else float(c))
+            for sid, *per in zip(sample_ids, ids, names, boxes, confidences, strict=True)
+            for i, n, b, c in zip(*(p or [] for p in per), strict=True) if b is not None]
+    table = ctx.table
+    matching = match_predictions(table["sample_id"], np.array([b or [0, 0, 0, 0] for b in table["box"]]),
+                                 [f[0] for f in flat], np.array([f[3] for f in flat]).reshape(-1, 4),
+                                 np.array([f[4] for f in flat]))
+    out = np.full((len(table["id"]), len(classes)), np.nan, np.float32)
+    for row, p in enumerate(matching.matched):
+        if p >= 0 and flat[p][2] in classes:
+            c = flat[p][4]
+            out[row] = (1 - c) / max(1, len(classes) - 1)
+            out[row, classes.index(flat[p][2])] = c
+    missing = [flat[p][1] for p in matching.unmatched if flat[p][4] >= missing_confidence]
+    return out, missing
+
+
 class Mislabels(Finder):
     name = "mislabels"
     label = "lookalike: find mislabels"
@@ -109,19 +147,33 @@ class Mislabels(Finder):
                "flag where its label gets under this share of the support the best other class gets"),
         Option("probe", bool, True, "mix in a cross-validated linear probe on the vectors",
                off_help="neighbours only (faster: no probe to fit)"),
-        Option("prediction_field", str, None, "a Classification field of model predictions to use as well"),
+        Option("prediction_field", str, None, "a Classification field of model predictions to use as well (with "
+               "--patches: a Detections field of a detector's boxes, matched to the labelled ones by IoU)"),
+        Option("missing_confidence", float, MISSING_CONFIDENCE, "with --patches and --prediction-field: a detected "
+               "box that matches no labelled one is flagged as missing a label from this confidence on"),
     )
+
+    def check(self, options: dict[str, Any]) -> None:
+        if not 0 <= options["missing_confidence"] <= 1:
+            raise ConfigError(f"missing_confidence must be in [0, 1], got {options['missing_confidence']}")
+
+    def extra_views(self, patches: str | None = None) -> tuple[str, ...]:
+        return () if patches is None else (f"{MISSING_VIEW}-{patches}",)
+
+    def extra_tags(self) -> tuple[str, ...]:
+        return (MISSING_TAG,)
 
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         import fiftyone as fo
 
-        if ctx.patches and options["prediction_field"]:
-            raise ConfigError("prediction_field with patches (a detector's boxes matched by IoU) is not supported "
-                              "yet; run mislabels --patches without it")
         classes, labels = class_labels(ctx, ctx.ids)
         graph = ctx.graph(options["k"])
-        pred = class_probs(ctx.collection, ctx.ids, options["prediction_field"], classes) \
-            if options["prediction_field"] else None
+        missing: list[str] = []
+        pred = None
+        if options["prediction_field"] and ctx.patches:
+            pred, missing = detector_probs(ctx, options["prediction_field"], classes, options["missing_confidence"])
+        elif options["prediction_field"]:
+            pred = class_probs(ctx.collection, ctx.ids, options["prediction_field"], classes)
         probe = out_of_sample_probs(ctx.vectors(), labels, len(classes), progress=progress)[0] \
             if options["probe"] else None
         result = find_mislabels(graph, labels, n_classes=len(classes), pred_probs=pred, probe_probs=probe,
@@ -135,16 +187,36 @@ class Mislabels(Finder):
         records = sorted((Suspect(**c) if ctx.patches is None else BoxSuspect(
             **c, sample_id=table["sample_id"][i], split=table["split"][i], tags=table["tags"][i])
             for i, c in zip(scored, common, strict=True)), key=lambda s: -s.score)
+        summary = result.summary()
+        if options["prediction_field"] and ctx.patches:
+            summary.update(missing_labels=len(missing), prediction_field=options["prediction_field"])
         return Findings(
             finder=self.name, ids=[ids[i] for i in scored], scores=result.score[scored], flags=result.flag[scored],
-            records=records, summary=result.summary(),
+            records=records, summary=summary, arrays={"missing": np.array(missing, dtype=object)},
             fields={"suggested_label": (fo.StringField, {ids[i]: classes[result.suggested[i]] for i in scored})})
+
+    def after_write(self, ctx: Context, findings: Findings) -> None:
+        """Over boxes with a detector's predictions: its confident boxes that match no labelled one tagged
+        ``missing-label`` (on the prediction field) and saved as a patches view of that field."""
+        if ctx.patches is None:
+            return
+        ctx.dataset.untag_labels(MISSING_TAG)
+        field = findings.summary.get("prediction_field")
+        if not field:
+            return
+        missing = [str(i) for i in findings.arrays.get("missing", [])]
+        ctx.collection.select_labels(ids=missing, fields=field).tag_labels(MISSING_TAG, label_fields=[field])
+        view = ctx.dataset.select_labels(ids=missing, fields=field).to_patches(field)
+        ctx.dataset.save_view(f"{MISSING_VIEW}-{ctx.patches}", view.sort_by(f"{field}.confidence", reverse=True),
+                              overwrite=True)
 
     def table(self, findings: Findings, limit: int) -> str:
         from ..tables import format_suspects
 
+        missing = findings.summary.get("missing_labels")
+        more = f"; {missing} detected boxes match no labelled one (tag {MISSING_TAG!r})" if missing is not None else ""
         return (f"{format_suspects([s for s in findings.records if s.flagged][:limit])}\n{findings.flagged} of "
-                f"{len(findings.ids)} labeled samples flagged (tag {self.tag!r}, view {self.view!r})")
+                f"{len(findings.ids)} labeled rows flagged (tag {self.tag!r}, view {self.view!r}){more}")
 
     def message(self, findings: Findings) -> str:
         return f"{findings.flagged} suspected mislabels of {len(findings.ids)}"

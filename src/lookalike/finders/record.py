@@ -48,8 +48,8 @@ class FinderRun(BrainMethod):
                 dataset.delete_sample_field(name)
         boxes = getattr(self.config, "patches_field", None)
         for tag in self.config.tags:
-            if boxes:
-                dataset.untag_labels(tag, label_fields=[boxes])
+            if boxes:  # on the boxes, and on a detector's boxes the run tagged (missing labels)
+                dataset.untag_labels(tag)
             else:
                 dataset.untag_samples(tag)
         for view in self.config.views:
