@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from conftest import MODEL, write_blobs
 from lookalike.cli import build_parser, main
-from lookalike.config import CHOICES, MINIMUM, SECTIONS, Config, load_config
+from lookalike.config import CHOICES, MAXIMUM, MINIMUM, SECTIONS, Config, load_config
 from lookalike.exceptions import ConfigError
 
 KEYS = sorted({f.name for section in SECTIONS for f in dataclasses.fields(getattr(Config(), section))})
@@ -52,6 +53,9 @@ def _valid(config: Config) -> None:
             assert not isinstance(value, bool), f.name
             if "int" in str(f.type):
                 assert isinstance(value, int) and value >= MINIMUM.get(f.name, -(10**9)), f.name
+            elif "float" in str(f.type):
+                assert isinstance(value, float) and math.isfinite(value), f.name
+                assert MINIMUM.get(f.name, -math.inf) <= value <= MAXIMUM.get(f.name, math.inf), f.name
             elif "list" in str(f.type):
                 assert all(isinstance(v, str) for v in value), f.name
             else:

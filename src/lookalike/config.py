@@ -17,6 +17,7 @@ The API key is read from the environment or an argument only; it is never writte
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -136,7 +137,8 @@ SECTIONS = ("dataset", "embed", "index", "queries", "engine")
 MINIMUM = {"demo_train": 0, "demo_test": 0, "image_size": 16, "batch_size": 1, "num_workers": 0,
            "exact_graph_max": 0, "hnsw_above": 0, "k": 1, "examples": 0, "shard_number": 1, "replication_factor": 1,
            "write_consistency_factor": 1, "hnsw_m": 0, "hnsw_ef_construct": 4, "search_ef": 1, "request_mb": 1,
-           "retries": 0}
+           "retries": 0, "margin": 0}
+MAXIMUM = {"margin": 2}  # the most of a numeric setting that makes sense (a box's margin: twice its sides)
 CHOICES = {("embed", "precision"): ("fp32", "bf16", "auto"), ("index", "graph_precision"): ("auto", "bf16", "fp32"),
            ("engine", "name"): ("local", "ray"), ("index", "quantization"): ("none", "scalar", "binary"),
            ("index", "write_ordering"): ("weak", "medium", "strong")}
@@ -160,14 +162,20 @@ def _checked(section: str, key: str, value: Any, kind: str, origin: str) -> Any:
         raise ConfigError(f"{name} needs a value")
     wanted = next(k for k in allowed if k != "None")
     python_type = _KINDS[wanted]
+    if wanted == "float" and _of_type(value, int):  # YAML's 0 for 0.0
+        value = float(value)
     if not _of_type(value, python_type):
         shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
         raise ConfigError(f"{name} must be {'a list of strings' if wanted == 'list[str]' else 'a ' + wanted}, "
                           f"got {shown}")
     if wanted == "list[str]" and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{name} must be a list of strings")
+    if wanted == "float" and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value}")
     if key in MINIMUM and value < MINIMUM[key]:
         raise ConfigError(f"{name} must be at least {MINIMUM[key]}, got {value}")
+    if key in MAXIMUM and value > MAXIMUM[key]:
+        raise ConfigError(f"{name} must be at most {MAXIMUM[key]}, got {value}")
     choices = CHOICES.get((section, key))
     if choices and value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
