@@ -32,12 +32,13 @@ def _scenes() -> list[list[tuple[str, tuple[int, int, int, int]]]]:
         if n in CUP_SCENES:
             objects.append(("cup", (int(rng.integers(50, 70)), int(rng.integers(50, 70)), 20, 20)))
         scenes.append(objects)
-    return scenes
+    return [*scenes, []]  # and a scene with nothing labelled in it
 
 
 @pytest.fixture
 def scenes(tmp_path: Path, dataset_name: str) -> tuple[str, Path]:
-    """The COCO export loaded; scene 1 given four boxes that cannot be embedded, scene 2's file then broken."""
+    """The COCO export loaded (its last scene without boxes); scene 1 given four boxes that cannot be embedded,
+    scene 2's file then broken."""
     import fiftyone as fo
 
     root = write_coco_scenes(tmp_path / "coco", _scenes())
