@@ -267,7 +267,7 @@ def test_double_annotations_are_grouped_by_overlap(crowded: tuple[str, dict[str,
     assert main(["duplicates", name, "--patches", FIELD, "--iou", "0.99", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"groups": [], "leaks": []}  # 1 px off: IoU < 0.99
     with pytest.raises(ConfigError, match="runs on whole images only"):
-        find("quality", name, patches=FIELD)
+        find("tag", name, patches=FIELD, vocab=["ball"])
 
 
 def test_the_brain_index_over_boxes_keeps_fiftyone_brains_contract(scenes: tuple[str, Path]) -> None:
@@ -437,3 +437,28 @@ def test_a_detectors_boxes_dispute_labels_and_find_objects_nobody_labelled(
         mislabels(name, patches=FIELD, prediction_field="ground_truth_detections_missing")
     ds.delete_brain_run(f"lookalike_run_mislabels__{FIELD}")  # its cleanup takes the detector's tags too
     assert ds.count_label_tags().get("missing-label", 0) == 0
+
+
+def test_box_quality_flags_boxes_that_are_no_crops_and_dark_crops(scenes: tuple[str, Path]) -> None:
+    import fiftyone as fo
+
+    from lookalike import quality
+
+    name, root = scenes
+    ds = fo.load_dataset(name)
+    dark = ds.match({"filepath": str(root / "data" / "scene-010.png")}).first()
+    x, y, w, h = dark[FIELD].detections[0].bounding_box
+    image = Image.open(dark.filepath)
+    image.paste((0, 0, 0), (round(x * 96), round(y * 96), round((x + w) * 96), round((y + h) * 96)))
+    image.save(dark.filepath)  # the ball in scene 10, painted black
+    found = {q.id: q for q in quality(name, patches=FIELD)}
+    labels = _labels(name)
+    by_label = {labels[i]: q.issues for i, q in found.items() if labels[i] in ("nan", "zero", "outside", "tiny")}
+    assert by_label == {"nan": ["degenerate"], "zero": ["degenerate"], "outside": ["outside_image"],
+                        "tiny": ["tiny"]}
+    assert "dark" in found[dark[FIELD].detections[0].id].issues
+    assert len(found) == 24 - 1  # every box but the one of the unreadable image
+    ds.reload()
+    tagged = ds.select_labels(tags="quality-issue", fields=FIELD).values(f"{FIELD}.detections.id", unwind=True)
+    assert set(tagged) == {i for i, q in found.items() if q.issues}
+    assert ds.count(f"{FIELD}.detections.quality_score") == 23

@@ -584,14 +584,16 @@ def compute_map(name: str | Any, *, colour_by: str = "label", plot_path: str | P
     return found.records[0]
 
 
-def quality(name: str | Any, *, config: Config | None = None, progress: Progress | None = None
-            ) -> Results[QualityIssue]:
+def quality(name: str | Any, *, patches: str | None = None, config: Config | None = None,
+            progress: Progress | None = None) -> Results[QualityIssue]:
     """Image quality issues (dark, bright, blurry, low information, grayscale, odd size, odd aspect ratio) of
     every readable sample of a dataset (by name) or view, flagged ones first, most severe first. No embeddings
     needed: measured in the decode pass (cached). Writes ``quality_<issue>`` scores (0..1, 0.5 at the flag),
     ``quality_issues`` (the flagged issues) and ``quality_score`` (the highest), tags the flagged samples
-    ``quality-issue`` and saves them as the view ``lookalike-quality``. See :mod:`lookalike.image_quality`."""
-    return Results(find("quality", name, config=config, progress=progress).records)
+    ``quality-issue`` and saves them as the view ``lookalike-quality``. See :mod:`lookalike.image_quality`.
+    ``patches``: every box of that Detections field instead, its crop measured alike (no embeddings needed),
+    and boxes that are no crops flagged ``degenerate``, ``outside_image`` or ``tiny``."""
+    return Results(find("quality", name, patches=patches, config=config, progress=progress).records)
 
 
 def outliers(name: str | Any, *, k: int = OUTLIER_K, patches: str | None = None, model: str | None = None,
