@@ -308,7 +308,7 @@ def with_detector(name: str, truth: dict[str, Any], noise: float = 0.1, seed: in
     images_with_issue: set[str] = set()
     for sample in dataset.iter_samples(autosave=True, progress=False):
         kept, preds = [], []
-        for d in sample[FIELD].detections:
+        for d in sample[FIELD].detections if sample[FIELD] is not None else []:
             if str(coco[d.id]) in truth["copies"]:  # planted double annotations: left as they are
                 kept.append(d)
                 continue
@@ -333,7 +333,8 @@ def with_detector(name: str, truth: dict[str, Any], noise: float = 0.1, seed: in
         if rng.random() < 0.03 * 4:
             preds.append(fo.Detection(label=classes[int(rng.integers(len(classes)))], confidence=float(
                 rng.uniform(0.1, 0.7)), bounding_box=[float(v) for v in (*rng.uniform(0, 0.7, 2), 0.2, 0.2)]))
-        sample[FIELD].detections = kept
+        if sample[FIELD] is not None:
+            sample[FIELD].detections = kept
         sample["predictions"] = fo.Detections(detections=preds)
     lookalike.embed(name, "efficientnet-lite0", image_size=112, patches=FIELD)  # the unlabelled boxes leave the run
     out: dict[str, Any] = {"flipped": len(flipped), "unlabelled": len(unlabelled),
