@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .exceptions import ModelError, TextNotSupportedError, UnknownModelError
+from .exceptions import ConfigError, ModelError, TextNotSupportedError, UnknownModelError
 
 if TYPE_CHECKING:
     import torch
@@ -102,11 +102,17 @@ def _normalise(out: torch.Tensor) -> np.ndarray:
 
 
 def pick_device(device: str | None = None) -> str:
-    """``device`` if given, else CUDA when present, else CPU."""
-    if device:
-        return device
+    """``device`` if given (a ConfigError naming it where torch knows no such device), else CUDA when present,
+    else CPU."""
     import torch
 
+    if device:
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError) as e:
+            raise ConfigError(f"device {device!r} is not a device torch knows (cpu, cuda, cuda:1, mps, ...): "
+                              f"{str(e).splitlines()[0]}") from e
+        return device
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
