@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ERROR_FIELD = "embed_error"
+UPSERT_ROWS = 65_536  # rows handed to the index at a time when a run is stored
 SIMILAR_VIEW = "lookalike-similar"
 
 
@@ -321,9 +322,10 @@ def _store_run(dataset: fo.Dataset, table: dict[str, list[Any]], result: EmbedRe
         relabelled = [i for i in changed if (old := present.get(table["id"][i])) is not None
                       and all(old.get(key) == wanted[table["id"][i]].get(key) for key in same)]
         moved = sorted(set(changed) - set(relabelled))
-        if moved:
-            moved_ids = [table["id"][i] for i in moved]
-            index.upsert(moved_ids, result.matrix(moved), [wanted[s] for s in moved_ids])
+        for start in range(0, len(moved), UPSERT_ROWS):  # a slice at a time: a million rows stacked took 2 GB more
+            part = moved[start:start + UPSERT_ROWS]
+            part_ids = [table["id"][i] for i in part]
+            index.upsert(part_ids, result.matrix(part), [wanted[s] for s in part_ids])
         if relabelled:
             ids = [table["id"][i] for i in relabelled]
             changes = [{key: v for key, v in wanted[sid].items() if present[sid].get(key) != v} for sid in ids]
