@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import Config, load_config
-from .datasets import box_table, detections_field, find_label_field, get_dataset, sample_table
+from .datasets import (
+    box_table,
+    detections_field,
+    find_label_field,
+    get_dataset,
+    label_values,
+    sample_table,
+    values_in_order,
+)
 from .engines import engine_of
 from .exceptions import ConfigError
 from .graph import KnnGraph, knn, recall, update_knn
@@ -232,6 +240,21 @@ class Context:
     @property
     def ids(self) -> list[str]:
         return self.rows.ids
+
+    def select_rows(self, ids: list[str]) -> fo.DatasetView:
+        """The view of the collection holding these rows: these samples, or the samples with only these boxes."""
+        if self.patches is None:
+            return self.collection.select(ids)
+        return self.collection.select_labels(ids=ids, fields=self.patches)
+
+    def row_values(self, name: str) -> list[Any]:
+        """A field of each row, in the order of :attr:`ids`: a sample field, or an attribute of a box (None
+        where a row has none)."""
+        if self.patches is not None:
+            return label_values(self.collection, self.patches, name, self.ids)
+        if not self.dataset.has_field(name):
+            return [None] * len(self.ids)
+        return values_in_order(self.collection, [name], self.ids)[0]
 
     @cached_property
     def table(self) -> dict[str, list[Any]]:

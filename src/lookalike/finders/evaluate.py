@@ -38,7 +38,7 @@ class Evaluate(Finder):
         ids, k = ctx.ids, options["k"]
         if len(ids) <= k:
             raise ConfigError(f"{ctx.name!r} has {len(ids)} embedded samples here; k must be below that")
-        classes, labels = class_labels(ctx, ids)
+        classes, labels = class_labels(ctx)
         result = label_retrieval(ctx.graph(k), labels, k)
         per_class = {c: result.mean(np.flatnonzero(labels == n)) for n, c in enumerate(classes)}
         summary: dict[str, Any] = {"k": k, "overall": result.mean(), "per_class": per_class,

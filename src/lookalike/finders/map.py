@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import maps
-from ..datasets import label_values, values_in_order
 from ..exceptions import ConfigError
 from .base import Finder, Findings, Option, Record
 
@@ -119,12 +118,8 @@ class Map(Finder):
             colours = ctx.table["label"]
         elif colour_by in ("cluster", "uniqueness"):
             colours = list(cluster if colour_by == "cluster" else unique)
-        elif boxes:
-            colours = label_values(ctx.collection, boxes, colour_by, ids)
-        elif ctx.dataset.has_field(colour_by):
-            colours = values_in_order(ctx.collection, [colour_by], ids)[0]
         else:
-            colours = [None] * len(ids)
+            colours = ctx.row_values(colour_by)
         stem = ctx.name if boxes is None else f"{ctx.name}-{boxes}"
         path = Path(options["out"]) if options["out"] else ctx.config.index.home_path() / "maps" / f"{stem}.png"
         maps.plot(points, colours, path,
@@ -149,11 +144,7 @@ class Map(Finder):
         # The whole collection where every row is embedded: a view selecting a million ids is too large a
         # request.
         present = ctx.row_ids_in(ctx.collection)
-        if all(i in row for i in present):
-            mapped = ctx.collection
-        else:
-            mapped = ctx.collection.select(ids) if boxes is None else ctx.collection.select_labels(ids=ids,
-                                                                                                  fields=boxes)
+        mapped = ctx.collection if all(i in row for i in present) else ctx.select_rows(ids)
         in_mapped = [row[i] for i in ctx.row_ids_in(mapped)]
         fob.compute_visualization(mapped, points=points[in_mapped], patches_field=boxes, brain_key=key,
                                   progress=False)

@@ -42,18 +42,16 @@ class BoxSuspect(Suspect):
     tags: list[str]
 
 
-def class_labels(ctx: Context, ids: list[str]) -> tuple[list[str], np.ndarray]:
-    """The classes of the collection's Classification label field (of a patch run: its boxes' labels) and
-    each row's class number (-1: none); a clear error where there is no such field."""
+def class_labels(ctx: Context) -> tuple[list[str], np.ndarray]:
+    """The classes of the rows' labels (a sample's Classification label field, a box's own label) and each
+    row's class number, in the order of ``ctx.ids`` (-1: none); a clear error where samples have no such
+    field."""
     import fiftyone as fo
 
-    if ctx.patches is not None:
-        names = ctx.table["label"]
-    else:
-        field = ctx.label_field
-        if field is None or ctx.dataset.get_field(field).document_type is not fo.Classification:
-            raise ConfigError(f"dataset {ctx.name!r} has no Classification label field; this needs class labels")
-        (names,) = values_in_order(ctx.collection, [f"{field}.label"], ids)
+    field = ctx.label_field
+    if ctx.patches is None and (field is None or ctx.dataset.get_field(field).document_type is not fo.Classification):
+        raise ConfigError(f"dataset {ctx.name!r} has no Classification label field; this needs class labels")
+    names = ctx.table["label"]
     classes = sorted({n for n in names if n is not None})
     code = {c: i for i, c in enumerate(classes)}
     return classes, np.array([code.get(n, -1) if n is not None else -1 for n in names], dtype=np.int64)
@@ -166,7 +164,7 @@ class Mislabels(Finder):
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         import fiftyone as fo
 
-        classes, labels = class_labels(ctx, ctx.ids)
+        classes, labels = class_labels(ctx)
         graph = ctx.graph(options["k"])
         missing: list[str] = []
         pred = None

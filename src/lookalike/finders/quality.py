@@ -70,7 +70,6 @@ class Quality(Finder):
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         if ctx.patches is not None:
             return self._boxes(ctx, progress)
-        import fiftyone as fo
 
         ids, paths = ctx.collection.values(["id", "filepath"])
         cache = EmbeddingCache(ctx.config.index.home_path() / "embeddings.sqlite")
@@ -85,20 +84,28 @@ class Quality(Finder):
             cache.close()
         scores = score_issues(facts.stats, facts.widths, facts.heights)
         matrix = np.stack([scores[i] for i in ISSUES], axis=1) if rows else np.zeros((0, len(ISSUES)), np.float32)
+        failed = {paths[i]: e for i, e in unreadable.items()}
+        failed.update({paths[i]: errors[hashes[i] or ""] for i in readable if hashes[i] in errors})
+        return self._findings(ids, paths, rows, matrix, ISSUES, {"samples": len(ids), "measured": len(rows),
+                                                                 "unreadable": len(failed), "errors": failed})
+
+    def _findings(self, ids: list[str], paths: list[str], rows: list[int], matrix: np.ndarray,
+                  issues: tuple[str, ...], summary: dict[str, Any]) -> Findings:
+        """Findings of the rows measured (``rows``: their positions in ``ids``; ``matrix``: one row of issue
+        scores each), samples or boxes alike: the flagged issues, per-issue fields, the highest score."""
+        import fiftyone as fo
+
         flagged = matrix >= 0.5
         records = sorted((QualityIssue(id=ids[i], filepath=paths[i],
-                                       issues=[ISSUES[j] for j in np.flatnonzero(flagged[r])],
-                                       scores={issue: round(float(matrix[r, j]), 4) for j, issue in enumerate(ISSUES)})
+                                       issues=[issues[j] for j in np.flatnonzero(flagged[r])],
+                                       scores={issue: round(float(matrix[r, j]), 4) for j, issue in enumerate(issues)})
                           for r, i in enumerate(rows)), key=lambda q: (-len(q.issues), -q.severity))
         fields: dict[str, tuple[Any, dict[str, Any]]] = {
             "quality_issues": (fo.ListField, {q.id: q.issues for q in records if q.issues})}
-        for j, issue in enumerate(ISSUES):
+        for j, issue in enumerate(issues):
             fields[f"quality_{issue}"] = (fo.FloatField, {ids[i]: float(matrix[r, j]) for r, i in enumerate(rows)})
-        failed = {paths[i]: e for i, e in unreadable.items()}
-        failed.update({paths[i]: errors[hashes[i] or ""] for i in readable if hashes[i] in errors})
-        summary = {"samples": len(ids), "measured": len(rows), "unreadable": len(failed), "errors": failed,
-                   "flagged": int(flagged.any(axis=1).sum()),
-                   "by_issue": {issue: int(flagged[:, j].sum()) for j, issue in enumerate(ISSUES)}}
+        summary.update(flagged=int(flagged.any(axis=1).sum()),
+                       by_issue={issue: int(flagged[:, j].sum()) for j, issue in enumerate(issues)})
         return Findings(finder=self.name, ids=[ids[i] for i in rows], scores=matrix.max(axis=1, initial=0.0),
                         flags=np.asarray(flagged.any(axis=1)), records=records, summary=summary, fields=fields)
 
@@ -106,7 +113,6 @@ class Quality(Finder):
         """Every box of the field (embedded or not): its crop measured as an image is (each image decoded
         once), scored against the field's crops; a box that is no crop gets ``degenerate`` (NaN, zero or
         negative size), ``outside_image`` or ``tiny`` (under ``MIN_BOX_PX``) at 1."""
-        import fiftyone as fo
 
         from ..decoding import MIN_BOX_PX, Source, decode_batches
 
@@ -145,20 +151,9 @@ class Quality(Finder):
         for r, issue in geometric.items():
             matrix[r, issues.index(issue)] = 1.0
         scored = sorted([*rows, *geometric])
-        flagged = matrix >= 0.5
-        records = sorted((QualityIssue(id=ids[r], filepath=paths[r], issues=[issues[j] for j in np.flatnonzero(
-            flagged[r])], scores={issue: round(float(matrix[r, j]), 4) for j, issue in enumerate(issues)})
-            for r in scored), key=lambda q: (-len(q.issues), -q.severity))
-        fields: dict[str, tuple[Any, dict[str, Any]]] = {
-            "quality_issues": (fo.ListField, {q.id: q.issues for q in records if q.issues})}
-        for j, issue in enumerate(issues):
-            fields[f"quality_{issue}"] = (fo.FloatField, {ids[r]: float(matrix[r, j]) for r in scored})
-        summary = {"boxes": len(ids), "measured": len(scored), "unreadable": len(unreadable),
-                   "errors": {f"{paths[r]} [{ids[r]}]": e for r, e in unreadable.items()},
-                   "flagged": int(flagged[scored].any(axis=1).sum()), "min_box_px": MIN_BOX_PX,
-                   "by_issue": {issue: int(flagged[scored, j].sum()) for j, issue in enumerate(issues)}}
-        return Findings(finder=self.name, ids=[ids[r] for r in scored], scores=matrix[scored].max(axis=1, initial=0.0),
-                        flags=np.asarray(flagged[scored].any(axis=1)), records=records, summary=summary, fields=fields)
+        return self._findings(ids, paths, scored, matrix[scored], issues, {
+            "boxes": len(ids), "measured": len(scored), "unreadable": len(unreadable),
+            "errors": {f"{paths[r]} [{ids[r]}]": e for r, e in unreadable.items()}, "min_box_px": MIN_BOX_PX})
 
     def table(self, findings: Findings, limit: int) -> str:
         shown = [q for q in findings.records if q.flagged][:limit]
