@@ -300,15 +300,15 @@ def test_the_brain_index_over_boxes_keeps_fiftyone_brains_contract(scenes: tuple
     labels = _labels(name)
     cups = [i for i in embedded if labels[i] == "cup"]
     patches = ds.to_patches(FIELD)
-    by_brain = patches.sort_by_similarity(cups[0], k=4, brain_key=summary.brain_key, dist_field="similarity")
+    by_brain = patches.sort_by_similarity(cups[0], k=4, brain_key=summary.brain_key)
     assert by_brain.values("id")[0] == cups[0]  # the query first, as FiftyOne's own backends do
     assert by_brain.values("id")[1:] == [m.id for m in similar(name, sample=cups[0], patches=FIELD, k=3,
                                                                 save_view=False)]
     least = patches.sort_by_similarity(cups[0], k=3, reverse=True, brain_key=summary.brain_key,
-                                       dist_field="similarity")
+                                       dist_field="distance")
     exact = vectors @ vectors[embedded.index(cups[0])]
     assert set(least.values("id")) == {embedded[i] for i in np.argsort(exact)[:3]}  # least similar first
-    assert least.values("similarity") == sorted(least.values("similarity"))
+    assert least.values("distance") == sorted(least.values("distance"), reverse=True)  # farthest first
     assert len(patches.sort_by_similarity("a red cup", k=5, brain_key=summary.brain_key)) == 5
 
     index.use_view(ds.filter_labels(FIELD, F("label") == "cup"))
@@ -321,6 +321,26 @@ def test_the_brain_index_over_boxes_keeps_fiftyone_brains_contract(scenes: tuple
     reloaded = ds.load_brain_results(summary.brain_key)
     assert reloaded.total_index_size == 19
     assert np.allclose(reloaded.get_embeddings(label_ids=some[:2])[0], got[:2], atol=1e-6)
+
+
+def test_fiftyone_brains_near_duplicates_run_on_the_box_index(scenes: tuple[str, Path]) -> None:
+    """compute_near_duplicates(similarity_index=<the box index>): the closest two boxes are the duplicate, by
+    label id, at their cosine distance, as the vectors say."""
+    import fiftyone as fo
+    import fiftyone.brain as fob
+
+    name, _ = scenes
+    key = embed(name, MODEL, patches=FIELD).brain_key
+    embedded, vectors = lookalike_embeddings(name)
+    dists = 1.0 - vectors @ vectors.T
+    np.fill_diagonal(dists, np.inf)
+    a, b = np.unravel_index(np.argmin(dists), dists.shape)
+    rest = np.delete(np.delete(dists, [a, b], 0), [a, b], 1)
+    threshold = (dists[a, b] + min(rest.min(), np.delete(dists[[a, b]], [a, b], 1).min())) / 2
+    index = fob.compute_near_duplicates(fo.load_dataset(name), threshold=threshold, similarity_index=key)
+    assert index.config.patches_field == FIELD
+    assert len(index.duplicate_ids) == 1 and {*index.duplicate_ids, *index.neighbors_map} == {embedded[a], embedded[b]}
+    assert next(iter(index.neighbors_map.values()))[0][1] == pytest.approx(dists[a, b], abs=1e-4)
 
 
 def lookalike_embeddings(name: str) -> tuple[list[str], np.ndarray]:

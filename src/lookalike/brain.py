@@ -6,6 +6,12 @@ removed; this one serves the embedded store and a server alike, through :mod:`lo
 ``lookalike.embed`` registers it for every embedding run under :func:`brain_key` (``lookalike_<model>``).
 The brain run records only which embedding run it serves; the store's place and the API key come from
 the run and the config when the index is opened, so no secret is stored.
+
+Distances are cosine distances (1 - cosine similarity, lower is closer), as fiftyone-brain's default (sklearn)
+backend gives them, so its own methods read them right: ``compute_uniqueness``, ``compute_near_duplicates``
+(a distance threshold) and ``compute_leaky_splits`` accept ``similarity_index=<our key>``; their full-index
+neighbours come from the run's stored kNN graph (:meth:`lookalike.context.RunRows.graph`), not from a
+pairwise matrix.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fiftyone.brain.similarity import Similarity, SimilarityConfig, SimilarityIndex
+from fiftyone.brain.similarity import DuplicatesMixin, Similarity, SimilarityConfig, SimilarityIndex
 
 from .config import load_config
+from .context import GRAPH_K, RunRows
 from .datasets import box_table, find_label_field, sample_table
+from .index import Hit
 from .runs import HASH_FIELD, EmbeddingRun, index_payload
 
 if TYPE_CHECKING:
@@ -47,6 +55,10 @@ class LookalikeSimilarityConfig(SimilarityConfig):
     @property
     def method(self) -> str:
         return METHOD
+
+    @property
+    def metric(self) -> str:
+        return "cosine"
 
     @property
     def max_k(self) -> int | None:
@@ -85,20 +97,22 @@ class _PromptModel:
         return self.embedder.embed_text(list(prompts))
 
 
-class LookalikeSimilarityIndex(SimilarityIndex):
+class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
     """A brain similarity index that reads and writes the collection of one lookalike embedding run: of
     samples, or of the boxes of a Detections field (``config.patches_field``: its points are keyed by label id,
     as fiftyone-brain's own backends key patches).
 
     The embedded store is opened per call, so the App server and a notebook can take turns with it.
-    Scores (``dist_field``) are cosine similarities, higher is closer, as in FiftyOne's Qdrant backend.
+    Distances (``dist_field``) are cosine distances, lower is closer, as in fiftyone-brain's sklearn backend.
     """
 
     def __init__(self, samples: Any, config: LookalikeSimilarityConfig, brain_key: str, backend: Any = None) -> None:
-        super().__init__(samples, config, brain_key, backend=backend)
+        SimilarityIndex.__init__(self, samples, config, brain_key, backend=backend)
+        DuplicatesMixin.__init__(self)
         self._run = EmbeddingRun.get(samples._root_dataset, config.run_key, config.patches_field)
         self._settings = load_config()
         self._index = self._run.open_index(self._settings)
+        self._neighbours: tuple[list[str], np.ndarray, np.ndarray] | None = None  # (current ids, positions, dists)
 
     @property
     def _boxes(self) -> str | None:
@@ -194,44 +208,106 @@ class LookalikeSimilarityIndex(SimilarityIndex):
             self._model: _PromptModel | None = _PromptModel(self._run.embedder(self._settings))
         return self._model
 
+    def _current_ids(self) -> list[str]:
+        """The rows of the current view, in fiftyone-brain's order: full-index answers are positions in it."""
+        return [str(i) for i in (self.current_label_ids if self._boxes else self.current_sample_ids)]
+
+    def _where(self) -> dict[str, Any] | None:
+        if not self.has_view:
+            return None
+        return {"label_id": self._current_ids()} if self._boxes else {"sample_id": self._current_ids()}
+
+    def _graph(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every current row's ``k`` nearest current rows (itself excluded) as positions in :meth:`_current_ids`,
+        and their cosine distances: the run's stored kNN graph, or, on a view, the view's own."""
+        current = self._current_ids()
+        kept = self._neighbours
+        if kept is not None and kept[0] == current and kept[1].shape[1] >= min(k, len(current) - 1):
+            return kept[1][:, :k], kept[2][:, :k]
+        if len(current) < 2:
+            return np.zeros((len(current), 0), dtype=np.int64), np.zeros((len(current), 0), dtype=np.float32)
+        rows = RunRows.of(self._run, self._settings)
+        if rows.ids != sorted(current):
+            rows = rows.subset(set(current))
+        if len(rows.ids) < len(current):
+            raise ValueError(f"{len(current) - len(rows.ids)} rows of the view are not in the index")
+        graph = rows.graph(k)
+        position = {i: n for n, i in enumerate(current)}
+        to_current = np.array([position[i] for i in rows.ids], dtype=np.int64)
+        indices = np.empty_like(graph.indices)
+        dists = np.empty(graph.sims.shape, dtype=np.float32)
+        indices[to_current] = to_current[graph.indices]
+        dists[to_current] = 1.0 - graph.sims
+        self._neighbours = (current, indices, dists)
+        return indices[:, :k], dists[:, :k]
+
     def _kneighbors(self, query: Any = None, k: int | None = None, reverse: bool = False,
-                    aggregation: str | None = None, return_dists: bool = False) -> tuple[Any, ...]:
-        if query is None:
-            raise ValueError("full-index neighbours are not served here; use lookalike.knn_graph()")
+                    aggregation: str | None = None, return_dists: bool = False) -> Any:
+        if query is None:  # every current row's neighbours, from the graph
+            if reverse or aggregation is not None:
+                raise ValueError("full-index neighbours are nearest first and per row: no reverse, no aggregation")
+            indices, dists = self._graph(k or GRAPH_K)
+            return (list(indices), list(dists)) if return_dists else list(indices)
         if aggregation not in (None, "mean"):
             raise ValueError(f"unsupported aggregation {aggregation!r}; use 'mean'")
-        vectors = self._query_vectors(query)
-        if aggregation == "mean" or vectors.ndim == 1:
-            vectors = vectors.reshape(-1, vectors.shape[-1]).mean(axis=0, keepdims=True)
-            single = True
-        else:
-            single = False
-        where: dict[str, Any] | None = None
-        if self.has_view:
-            where = {"label_id": [str(i) for i in self.current_label_ids]} if self._boxes else \
-                {"sample_id": [str(i) for i in self.current_sample_ids]}
+        vectors, single = self._query_vectors(query, aggregation)
         # Least similar first: the nearest to the opposite vector (cosine is odd in its query), its score negated.
         sign = -1.0 if reverse else 1.0
-        hits = self._index.query(sign * vectors, k or self.total_index_size, where)
+        hits = self._index.query(sign * vectors, k or self.total_index_size, self._where())
+        return self._found(hits, single, return_dists, sign)
+
+    def _radius_neighbors(self, query: Any = None, thresh: float | None = None,
+                          return_dists: bool = False) -> tuple[Any, ...] | list[np.ndarray]:
+        """Neighbours within cosine distance ``thresh``. For every current row (``query=None``): from the graph,
+        and for a row whose whole graph list lies within ``thresh`` (it may have more), searched again in the
+        index; as positions in the current rows, itself excluded."""
+        if thresh is None:
+            raise ValueError("give thresh, a cosine distance")
+        if query is not None:
+            vectors, single = self._query_vectors(query, None)
+            hits = self._index.query(vectors, self.index_size, self._where(), min_score=1.0 - thresh)
+            return self._found(hits, single, return_dists, 1.0)
+        indices, dists = self._graph(GRAPH_K)
+        inds = [row[d <= thresh] for row, d in zip(indices, dists, strict=True)]
+        near = [list(d[d <= thresh]) for d in dists]
+        full = np.flatnonzero(dists[:, -1] <= thresh) if dists.shape[1] else np.empty(0, dtype=np.int64)
+        if len(full):
+            current = self._current_ids()
+            position = {i: n for n, i in enumerate(current)}
+            hits = self._index.query(self._index.vectors([current[r] for r in full]), self.index_size,
+                                     self._where(), min_score=1.0 - thresh)
+            for r, row in zip(full, hits, strict=True):
+                found = [(position[h.id], 1.0 - h.score) for h in row if h.id in position and position[h.id] != r]
+                inds[r] = np.array([p for p, _ in found], dtype=np.int64)
+                near[r] = [d for _, d in found]
+        return (inds, [np.array(d, dtype=np.float32) for d in near]) if return_dists else inds
+
+    def _found(self, hits: list[list[Hit]], single: bool, return_dists: bool, sign: float) -> tuple[Any, ...]:
+        """fiftyone-brain's answer to a query: sample ids, label ids (of boxes) and cosine distances per query."""
         samples: list[Any] = [[str(h.payload.get("sample_id", h.id)) for h in row] for row in hits]
         labels: list[Any] | None = [[h.id for h in row] for row in hits] if self._boxes else None
-        scores: list[Any] = [[sign * h.score for h in row] for row in hits]
+        dists: list[Any] = [[1.0 - sign * h.score for h in row] for row in hits]
         if single:
-            samples, scores = samples[0], scores[0]
+            samples, dists = samples[0], dists[0]
             labels = labels[0] if labels is not None else None
-        return (samples, labels, scores) if return_dists else (samples, labels)
+        return (samples, labels, dists) if return_dists else (samples, labels)
 
-    def _query_vectors(self, query: Any) -> np.ndarray:
-        """Vectors as given, or the stored vectors of sample ids."""
-        if isinstance(query, str):
-            query = [query]
-        query = np.asarray(query)
+    def _query_vectors(self, query: Any, aggregation: str | None) -> tuple[np.ndarray, bool]:
+        """The query's vectors (as given, or the stored vectors of ids; their mean under ``aggregation``),
+        and whether it is a single query."""
+        single = isinstance(query, str)
+        query = np.asarray([query] if single else query)
         if np.issubdtype(query.dtype, np.number):
-            return query.astype(np.float32)
-        try:
-            return self._index.vectors([str(i) for i in query])
-        except KeyError as e:
-            raise ValueError(f"sample {e.args[0]} is not in the index (its image may be unreadable)") from e
+            single = query.ndim == 1
+            vectors = query.astype(np.float32).reshape(-1, query.shape[-1])
+        else:
+            try:
+                vectors = self._index.vectors([str(i) for i in query])
+            except KeyError as e:
+                raise ValueError(f"{e.args[0]} is not in the index (its image may be unreadable)") from e
+        if aggregation == "mean":
+            return vectors.mean(axis=0, keepdims=True), True
+        return vectors, single
 
     @classmethod
     def _from_dict(cls, d: dict[str, Any], samples: Any, config: LookalikeSimilarityConfig,
