@@ -16,8 +16,11 @@ pairwise matrix.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,6 +100,35 @@ class _PromptModel:
         return self.embedder.embed_text(list(prompts))
 
 
+def _digest(vector: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(vector, dtype=np.float32).tobytes(), digest_size=16).digest()
+
+
+@dataclass
+class _Neighbours:
+    """The current rows' neighbours (positions in ``ids``, nearest first, cosine distances), and which row a
+    stored vector is (built on first use: fiftyone-brain's uniqueness asks by the vectors it was given)."""
+
+    ids: list[str]
+    indices: np.ndarray
+    dists: np.ndarray
+    _index_vectors: Callable[[], dict[bytes, int]]
+    _rows: dict[bytes, int] | None = None
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
+
+    def first(self, k: int) -> _Neighbours:
+        return dataclasses.replace(self, indices=self.indices[:, :k], dists=self.dists[:, :k])
+
+    def positions(self, vectors: np.ndarray) -> np.ndarray:
+        """Each vector's row where it is, byte for byte, a current row's stored vector; -1 where not."""
+        if self._rows is None:
+            self._rows = self._index_vectors()
+        return np.array([self._rows.get(_digest(v), -1) for v in vectors], dtype=np.int64)
+
+
 class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
     """A brain similarity index that reads and writes the collection of one lookalike embedding run: of
     samples, or of the boxes of a Detections field (``config.patches_field``: its points are keyed by label id,
@@ -112,7 +144,7 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         self._run = EmbeddingRun.get(samples._root_dataset, config.run_key, config.patches_field)
         self._settings = load_config()
         self._index = self._run.open_index(self._settings)
-        self._neighbours: tuple[list[str], np.ndarray, np.ndarray] | None = None  # (current ids, positions, dists)
+        self._neighbours: _Neighbours | None = None
 
     @property
     def _boxes(self) -> str | None:
@@ -217,40 +249,46 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
             return None
         return {"label_id": self._current_ids()} if self._boxes else {"sample_id": self._current_ids()}
 
-    def _graph(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _graph(self, k: int) -> _Neighbours:
         """Every current row's ``k`` nearest current rows (itself excluded) as positions in :meth:`_current_ids`,
-        and their cosine distances: the run's stored kNN graph, or, on a view, the view's own."""
+        with their cosine distances: the run's stored kNN graph, or, on a view, the view's own."""
         current = self._current_ids()
         kept = self._neighbours
-        if kept is not None and kept[0] == current and kept[1].shape[1] >= min(k, len(current) - 1):
-            return kept[1][:, :k], kept[2][:, :k]
-        if len(current) < 2:
-            return np.zeros((len(current), 0), dtype=np.int64), np.zeros((len(current), 0), dtype=np.float32)
+        if kept is not None and kept.ids == current and kept.k >= min(k, len(current) - 1):
+            return kept
         rows = RunRows.of(self._run, self._settings)
         if rows.ids != sorted(current):
             rows = rows.subset(set(current))
         if len(rows.ids) < len(current):
             raise ValueError(f"{len(current) - len(rows.ids)} rows of the view are not in the index")
-        graph = rows.graph(k)
         position = {i: n for n, i in enumerate(current)}
         to_current = np.array([position[i] for i in rows.ids], dtype=np.int64)
-        indices = np.empty_like(graph.indices)
-        dists = np.empty(graph.sims.shape, dtype=np.float32)
-        indices[to_current] = to_current[graph.indices]
-        dists[to_current] = 1.0 - graph.sims
-        self._neighbours = (current, indices, dists)
-        return indices[:, :k], dists[:, :k]
+        if len(current) < 2:
+            indices, dists = np.zeros((len(current), 0), np.int64), np.zeros((len(current), 0), np.float32)
+        else:
+            graph = rows.graph(k)
+            indices, dists = np.empty_like(graph.indices), np.empty(graph.sims.shape, dtype=np.float32)
+            indices[to_current] = to_current[graph.indices]
+            dists[to_current] = 1.0 - graph.sims
+        vectors = rows.vectors()
+        self._neighbours = _Neighbours(current, indices, dists, lambda: {
+            _digest(vectors[r]): int(to_current[r]) for r in range(len(to_current))})
+        return self._neighbours
 
     def _kneighbors(self, query: Any = None, k: int | None = None, reverse: bool = False,
                     aggregation: str | None = None, return_dists: bool = False) -> Any:
         if query is None:  # every current row's neighbours, from the graph
             if reverse or aggregation is not None:
                 raise ValueError("full-index neighbours are nearest first and per row: no reverse, no aggregation")
-            indices, dists = self._graph(k or GRAPH_K)
-            return (list(indices), list(dists)) if return_dists else list(indices)
+            graph = self._graph(k or GRAPH_K).first(k or GRAPH_K)
+            return (list(graph.indices), list(graph.dists)) if return_dists else list(graph.indices)
         if aggregation not in (None, "mean"):
             raise ValueError(f"unsupported aggregation {aggregation!r}; use 'mean'")
         vectors, single = self._query_vectors(query, aggregation)
+        if not reverse and k is not None and 1 <= k <= GRAPH_K + 1 and aggregation is None:
+            known = self._graph(k - 1).positions(vectors)
+            if (known >= 0).all():  # every query is a stored row: itself, then its neighbours in the graph
+                return self._from_graph(known, k, single, return_dists)
         # Least similar first: the nearest to the opposite vector (cosine is odd in its query), its score negated.
         sign = -1.0 if reverse else 1.0
         hits = self._index.query(sign * vectors, k or self.total_index_size, self._where())
@@ -267,7 +305,8 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
             vectors, single = self._query_vectors(query, None)
             hits = self._index.query(vectors, self.index_size, self._where(), min_score=1.0 - thresh)
             return self._found(hits, single, return_dists, 1.0)
-        indices, dists = self._graph(GRAPH_K)
+        graph = self._graph(GRAPH_K)
+        indices, dists = graph.indices, graph.dists
         inds = [row[d <= thresh] for row, d in zip(indices, dists, strict=True)]
         near = [list(d[d <= thresh]) for d in dists]
         full = np.flatnonzero(dists[:, -1] <= thresh) if dists.shape[1] else np.empty(0, dtype=np.int64)
@@ -281,6 +320,22 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
                 inds[r] = np.array([p for p, _ in found], dtype=np.int64)
                 near[r] = [d for _, d in found]
         return (inds, [np.array(d, dtype=np.float32) for d in near]) if return_dists else inds
+
+    def _from_graph(self, rows: np.ndarray, k: int, single: bool, return_dists: bool) -> tuple[Any, ...]:
+        """The answer to queries that are the stored vectors of these current rows, from the graph."""
+        graph = self._graph(k - 1).first(k - 1)
+        order = [[r, *graph.indices[r]] for r in rows]
+        current_samples = self.current_sample_ids
+        samples: list[Any] = [[str(current_samples[i]) for i in row] for row in order]
+        labels: list[Any] | None = None
+        if self._boxes:
+            current_labels = self.current_label_ids
+            labels = [[str(current_labels[i]) for i in row] for row in order]
+        dists: list[Any] = [[0.0, *map(float, graph.dists[r])] for r in rows]
+        if single:
+            samples, dists = samples[0], dists[0]
+            labels = labels[0] if labels is not None else None
+        return (samples, labels, dists) if return_dists else (samples, labels)
 
     def _found(self, hits: list[list[Hit]], single: bool, return_dists: bool, sign: float) -> tuple[Any, ...]:
         """fiftyone-brain's answer to a query: sample ids, label ids (of boxes) and cosine distances per query."""
