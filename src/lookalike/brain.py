@@ -244,10 +244,18 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         """The rows of the current view, in fiftyone-brain's order: full-index answers are positions in it."""
         return [str(i) for i in (self.current_label_ids if self._boxes else self.current_sample_ids)]
 
-    def _where(self) -> dict[str, Any] | None:
+    def _search(self, vectors: np.ndarray, k: int, min_score: float | None = None) -> list[list[Hit]]:
+        """The index's answer among the current rows: those of a small view named, a large view's others left
+        out (fiftyone-brain's duplicate search asks within every row but the duplicates)."""
         if not self.has_view:
-            return None
-        return {"label_id": self._current_ids()} if self._boxes else {"sample_id": self._current_ids()}
+            return self._index.query(vectors, k, min_score=min_score)
+        current = self._current_ids()
+        if 2 * len(current) < self.total_index_size:
+            return self._index.query(vectors, k, {"label_id" if self._boxes else "sample_id": current},
+                                     min_score=min_score)
+        inside = set(current)
+        others = [i for i in self._points()[0] if i not in inside]  # row ids: label ids of boxes
+        return self._index.query(vectors, k, exclude=others, min_score=min_score)
 
     def _graph(self, k: int) -> _Neighbours:
         """Every current row's ``k`` nearest current rows (itself excluded) as positions in :meth:`_current_ids`,
@@ -285,13 +293,14 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         if aggregation not in (None, "mean"):
             raise ValueError(f"unsupported aggregation {aggregation!r}; use 'mean'")
         vectors, single = self._query_vectors(query, aggregation)
-        if not reverse and k is not None and 1 <= k <= GRAPH_K + 1 and aggregation is None:
+        # The stored graph is the whole run's: a view's would be computed for the occasion, so a view queries.
+        if not (reverse or self.has_view) and k is not None and 1 <= k <= GRAPH_K + 1 and aggregation is None:
             known = self._graph(k - 1).positions(vectors)
             if (known >= 0).all():  # every query is a stored row: itself, then its neighbours in the graph
                 return self._from_graph(known, k, single, return_dists)
         # Least similar first: the nearest to the opposite vector (cosine is odd in its query), its score negated.
         sign = -1.0 if reverse else 1.0
-        hits = self._index.query(sign * vectors, k or self.total_index_size, self._where())
+        hits = self._search(sign * vectors, k or self.total_index_size)
         return self._found(hits, single, return_dists, sign)
 
     def _radius_neighbors(self, query: Any = None, thresh: float | None = None,
@@ -303,7 +312,7 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
             raise ValueError("give thresh, a cosine distance")
         if query is not None:
             vectors, single = self._query_vectors(query, None)
-            hits = self._index.query(vectors, self.index_size, self._where(), min_score=1.0 - thresh)
+            hits = self._search(vectors, self.index_size, min_score=1.0 - thresh)
             return self._found(hits, single, return_dists, 1.0)
         graph = self._graph(GRAPH_K)
         indices, dists = graph.indices, graph.dists
@@ -313,8 +322,8 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         if len(full):
             current = self._current_ids()
             position = {i: n for n, i in enumerate(current)}
-            hits = self._index.query(self._index.vectors([current[r] for r in full]), self.index_size,
-                                     self._where(), min_score=1.0 - thresh)
+            hits = self._search(self._index.vectors([current[r] for r in full]), self.index_size,
+                                min_score=1.0 - thresh)
             for r, row in zip(full, hits, strict=True):
                 found = [(position[h.id], 1.0 - h.score) for h in row if h.id in position and position[h.id] != r]
                 inds[r] = np.array([p for p, _ in found], dtype=np.int64)
