@@ -145,6 +145,7 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         self._settings = load_config()
         self._index = self._run.open_index(self._settings)
         self._neighbours: _Neighbours | None = None
+        self._current: tuple[Any, list[str]] | None = None  # fiftyone-brain's current ids, and as strings
 
     @property
     def _boxes(self) -> str | None:
@@ -241,8 +242,12 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         return self._model
 
     def _current_ids(self) -> list[str]:
-        """The rows of the current view, in fiftyone-brain's order: full-index answers are positions in it."""
-        return [str(i) for i in (self.current_label_ids if self._boxes else self.current_sample_ids)]
+        """The rows of the current view, in fiftyone-brain's order: full-index answers are positions in it (made
+        once per view: its uniqueness asks ten rows at a time)."""
+        current = self.current_label_ids if self._boxes else self.current_sample_ids
+        if self._current is None or self._current[0] is not current:
+            self._current = (current, [str(i) for i in current])
+        return self._current[1]
 
     def _search(self, vectors: np.ndarray, k: int, min_score: float | None = None) -> list[list[Hit]]:
         """The index's answer among the current rows: those of a small view named, a large view's others left
@@ -262,7 +267,7 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         with their cosine distances: the run's stored kNN graph, or, on a view, the view's own."""
         current = self._current_ids()
         kept = self._neighbours
-        if kept is not None and kept.ids == current and kept.k >= min(k, len(current) - 1):
+        if kept is not None and (kept.ids is current or kept.ids == current) and kept.k >= min(k, len(current) - 1):
             return kept
         rows = RunRows.of(self._run, self._settings)
         if rows.ids != sorted(current):
