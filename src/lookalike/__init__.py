@@ -9,6 +9,7 @@ from .api import (
     DuplicateSet,
     EmbeddingMap,
     EmbedSummary,
+    FailureSlice,
     Match,
     Outlier,
     QualityIssue,
@@ -26,6 +27,7 @@ from .api import (
     outliers,
     quality,
     similar,
+    slices,
     tag,
 )
 from .config import Config, load_config
@@ -64,6 +66,7 @@ __all__ = [
     "Embedder",
     "EmbeddingMap",
     "ExactIndex",
+    "FailureSlice",
     "Findings",
     "Hit",
     "IndexMismatchError",
@@ -101,5 +104,6 @@ __all__ = [
     "run",
     "show",
     "similar",
+    "slices",
     "tag",
 ]

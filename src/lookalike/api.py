@@ -36,6 +36,8 @@ from .display import Results
 from .embedding import EmbeddingCache, EmbedResult, Progress, cache_image_facts, embed_boxes, embed_files, hash_files
 from .engines import engine_of
 from .exceptions import ConfigError, IndexMismatchError, NotEmbeddedError
+from .failure_slices import DEFAULT_K as SLICE_K
+from .failure_slices import DEFAULT_MAX_SLICES, DEFAULT_MIN_SIZE
 from .finders import Findings
 from .finders.base import Record, settle
 from .finders.duplicates import DuplicateSet
@@ -44,6 +46,7 @@ from .finders.map import EmbeddingMap
 from .finders.mislabels import Suspect
 from .finders.outliers import Outlier
 from .finders.quality import QualityIssue
+from .finders.slices import FailureSlice
 from .finders.tags import Tagged
 from .graph import KnnGraph
 from .index import EdgeIndex, Hit, QdrantIndex, open_index
@@ -626,3 +629,18 @@ def tag(name: str | Any, vocab: Sequence[str] | str, *, top: int = 3, prompt: st
     model without a text tower raises :class:`~lookalike.exceptions.TextNotSupportedError`."""
     words = [vocab] if isinstance(vocab, str) else list(vocab)
     return Results(find("tag", name, model=model, config=config, vocab=words, top=top, prompt=prompt).records)
+
+
+def slices(name: str | Any, *, prediction_field: str, k: int = SLICE_K, min_size: int = DEFAULT_MIN_SIZE,
+           max_slices: int = DEFAULT_MAX_SLICES, vocab: str | None = None, model: str | None = None,
+           config: Config | None = None) -> Results[FailureSlice]:
+    """Failure slices of a model, on a dataset (by name) or any view (e.g. the test split): among the samples with
+    a label and a prediction in the Classification field ``prediction_field``, groups of look-alike samples where
+    the predictions fail far more often than elsewhere, most harmful first, each with its figures, a description
+    (a CLIP run: the ``vocab`` phrases nearest it) and every member, most typical first; and whose mistake each
+    error is (``error_kind``: ``label``, ``model`` or ``ambiguous``, by the whole run's neighbours). Writes
+    ``slice`` (-1: none), ``slice_score``, ``in_slice`` and ``error_kind`` to those samples and a view per slice
+    (``lookalike-slice-N``). In Jupyter the result shows each slice with a strip of its members;
+    ``.to_pandas()`` is a table of slices. See :mod:`lookalike.failure_slices` for the method."""
+    return Results(find("slices", name, model=model, config=config, prediction_field=prediction_field, k=k,
+                        min_size=min_size, max_slices=max_slices, vocab=vocab).records)

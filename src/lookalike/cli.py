@@ -109,6 +109,7 @@ def cmd_find(args: argparse.Namespace) -> int:
     """Any registered finder: run it, then print its table or its JSON."""
     from . import finders
     from .api import find
+    from .datasets import split_view
 
     finder = finders.get(args.finder)
     options = {o.name: getattr(args, o.name) for o in finder.options}
@@ -117,7 +118,8 @@ def cmd_find(args: argparse.Namespace) -> int:
 
         fo.config.show_progress_bars = False
     with _bar(*finder.stages or ("working",)) as progress:
-        findings = find(finder.name, args.name, patches=getattr(args, "patches", None), model=args.model,
+        target = split_view(args.name, args.split) if args.split else args.name
+        findings = find(finder.name, target, patches=getattr(args, "patches", None), model=args.model,
                         config=_config(args), progress=progress, **options)
     if args.json:
         print(json.dumps(finder.json(findings, everything=getattr(args, "all", False)), indent=2))
@@ -267,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         if finder.on_boxes:
             sp.add_argument("--patches", metavar="FIELD",
                             help="run on the boxes of this Detections field (its patch run), writing to the labels")
+        sp.add_argument("--split", help="run on the samples of this split only (e.g. test)")
         sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if finder.lists_samples:
             sp.add_argument("--all", action="store_true", help="with --json: every scored sample, not only the flagged")

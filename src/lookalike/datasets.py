@@ -236,6 +236,18 @@ def sample_table(dataset: fo.Dataset | fo.DatasetView, label_field: str | None,
     }
 
 
+def split_view(name: str, split: str) -> fo.DatasetView:
+    """The samples of dataset ``name`` whose ``split`` field is ``split``; a ConfigError naming the splits there are
+    where none is."""
+    from fiftyone import ViewField as F
+
+    dataset = get_dataset(name)
+    splits = sorted(s for s in dataset.distinct("split") if s) if dataset.has_field("split") else []
+    if split not in splits:
+        raise ConfigError(f"dataset {name!r} has no split {split!r}; its splits: {', '.join(splits) or 'none'}")
+    return dataset.match(F("split") == split)
+
+
 def detections_field(dataset: fo.Dataset | fo.DatasetView, field: str) -> str:
     """``field`` when it is a Detections field of the dataset, else a ConfigError naming it and what is
     supported."""

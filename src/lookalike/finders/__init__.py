@@ -32,9 +32,10 @@ def _register_builtins() -> None:
     from .mislabels import Mislabels
     from .outliers import Outliers
     from .quality import Quality
+    from .slices import Slices
     from .tags import Tags
 
-    for cls in (Mislabels, Duplicates, Map, Quality, Outliers, Evaluate, Tags):
+    for cls in (Mislabels, Duplicates, Map, Quality, Outliers, Evaluate, Tags, Slices):
         register(cls())
 
 

@@ -1,0 +1,246 @@
+"""Failure slices as a finder: among the samples with a label and a model's prediction, groups of look-alike
+samples where the model fails far more often than elsewhere (``slice``: 0, 1, ... most harmful first, -1 none;
+``slice_score``: the model's error rate around the sample; the flag ``in_slice``; a saved view per slice,
+``lookalike-slice-N``), and whose mistake each error is (``error_kind``: label, model or ambiguous). The
+method is :mod:`lookalike.failure_slices`."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..display import grid, tile
+from ..exceptions import ConfigError, LookalikeError
+from ..failure_slices import DEFAULT_K, DEFAULT_MAX_SLICES, DEFAULT_MIN_SIZE, KINDS, error_kinds, find_slices
+from ..label_issues import DEFAULT_K as GRAPH_K
+from .base import Finder, Findings, Option, Record
+from .mislabels import class_labels
+
+if TYPE_CHECKING:
+    from ..context import Context
+    from ..embedding import Progress
+
+SLICE_VIEW = "lookalike-slice"  # + "-N": one saved view per slice
+MOST_SLICES = 50  # views a run may save (and a rerun or cleanup removes)
+DEFAULT_VOCAB = Path(__file__).resolve().parent.parent / "vocab" / "slices.txt"
+DESCRIBED_BY = 3  # phrases in a slice's description
+STRIP = 8  # thumbnails a slice shows in Jupyter
+
+
+@dataclass
+class FailureSlice(Record):
+    """One failure slice: its figures, and every member (dicts: id, filepath, label, prediction, error_kind,
+    score), most typical first."""
+
+    slice: int
+    size: int
+    errors: int
+    error_rate: float
+    lift: float
+    label: str | None
+    prediction: str | None
+    description: str
+    error_kinds: dict[str, int]
+    members: list[dict[str, Any]]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row for the slice (``to_pandas``: a table of slices)."""
+        row = {k: v for k, v in asdict(self).items() if k not in ("members", "error_kinds")}
+        return [{**row, **{f"{k}_errors": n for k, n in self.error_kinds.items()}}]
+
+    def html(self, budget: int) -> tuple[str, int]:
+        """A line of figures, then a strip of its most typical members."""
+        shown = self.members[:min(STRIP, budget)]
+        head = (f"<div style='font-size:12px;margin-top:6px'><b>slice {self.slice}</b>: {self.size} samples, "
+                f"{self.errors} errors ({self.error_rate:.0%}, {self.lift:.1f}x the rest); mostly "
+                f"{html.escape(str(self.label))} &rarr; {html.escape(str(self.prediction))}"
+                + (f"; {html.escape(self.description)}" if self.description else "") + "</div>")
+        tiles = [tile({"id": m["id"], "label": m["label"], "suggested_label": m["prediction"], "score": m["score"]},
+                      m["filepath"]) for m in shown]
+        return head + grid(tiles, self.size, len(shown)), len(shown)
+
+
+class Slices(Finder):
+    name = "slices"
+    label = "lookalike: find failure slices"
+    review = "slice"
+    help = "find groups of look-alike samples where a model's predictions fail, and whose mistake each error is"
+    score_field = "slice_score"
+    flag_field = "in_slice"
+    score_doc = ("0..1, the model's error rate among the sample and its nearest evaluated neighbours (a slice is "
+                 "made of samples from 0.5 up)")
+    options = (
+        Option("prediction_field", str, None, "the model's predictions: a Classification field"),
+        Option("k", int, DEFAULT_K, "nearest evaluated samples whose errors make a sample's score", minimum=2),
+        Option("min_size", int, DEFAULT_MIN_SIZE, "the fewest samples a slice has", minimum=2),
+        Option("max_slices", int, DEFAULT_MAX_SLICES, f"the most slices kept (at most {MOST_SLICES})", minimum=1),
+        Option("vocab", str, None, "with a CLIP run: a text file of phrases (one a line) to describe slices by; "
+               "default: lookalike's own"),
+    )
+
+    def check(self, options: dict[str, Any]) -> None:
+        if not options["prediction_field"]:
+            raise ConfigError("give the model's predictions: --prediction-field FIELD (a Classification field)")
+        if options["max_slices"] > MOST_SLICES:
+            raise ConfigError(f"max_slices must be at most {MOST_SLICES}, got {options['max_slices']}")
+        if options["vocab"] and not Path(options["vocab"]).is_file():
+            raise ConfigError(f"vocab {options['vocab']!r} is not a file")
+
+    def extra_fields(self, patches: str | None = None) -> tuple[str, ...]:
+        return ("slice", "error_kind")
+
+    def extra_views(self, patches: str | None = None) -> tuple[str, ...]:
+        return tuple(f"{SLICE_VIEW}-{n}" for n in range(MOST_SLICES))
+
+    def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
+        import fiftyone as fo
+
+        from ..context import Context
+        from ..engines import engine_of
+        from ..graph import knn
+
+        classes, labels = class_labels(ctx)
+        field = options["prediction_field"]
+        predicted = _predictions(ctx, field)
+        names = classes + sorted({p for p in predicted if p is not None and p not in classes})
+        code = {c: i for i, c in enumerate(names)}
+        predictions = np.array([code[p] if p is not None else -1 for p in predicted], dtype=np.int64)
+        evaluated = np.flatnonzero((labels >= 0) & (predictions >= 0))
+        what = "the view" if ctx.is_view else f"dataset {ctx.name!r}"
+        if not len(evaluated):
+            raise ConfigError(f"no embedded sample of {what} has both a label and a prediction in {field!r}")
+        if not (predictions[evaluated] < len(classes)).any():
+            raise ConfigError(f"the predictions in {field!r} share no class with the labels (labels: "
+                              f"{', '.join(classes[:5])}; predictions: {', '.join(names[len(classes):][:5])})")
+        ids = [ctx.ids[r] for r in evaluated]
+        truth, guess = labels[evaluated], predictions[evaluated]
+        errors = truth != guess
+        vectors = np.asarray(ctx.vectors()[evaluated], dtype=np.float32)
+        empty = np.zeros(len(ids))
+        summary: dict[str, Any] = {"prediction_field": field, "evaluated": len(ids),
+                                   "left_out": len(ctx.ids) - len(ids), "errors": int(errors.sum()),
+                                   "error_rate": float(errors.mean()), "slices": 0}
+        if not errors.any() or len(ids) < 3:
+            summary["reason"] = ("no errors: every prediction matches its label" if not errors.any() else
+                                 f"only {len(ids)} evaluated samples")
+            return Findings(finder=self.name, ids=ids, scores=empty, flags=empty.astype(bool), summary=summary,
+                            fields={"slice": (fo.IntField, dict.fromkeys(ids, -1)),
+                                    "error_kind": (fo.StringField, dict.fromkeys(ids))})
+        config = ctx.config
+        graph = knn(vectors, min(options["k"], len(ids) - 1), config.index.exact_graph_max,
+                    config.index.graph_precision, engine_of(config))
+        result = find_slices(vectors, graph, errors, truth, guess, options["min_size"], options["max_slices"])
+        # Whose mistake: the whole run's neighbours vote (a test sample's training neighbours count).
+        whole = Context.of(ctx.dataset, ctx.model, config) if ctx.is_view else ctx
+        position = {sid: n for n, sid in enumerate(whole.ids)}
+        whole_labels = np.array([code.get(lab, -1) if lab is not None else -1 for lab in whole.table["label"]])
+        kinds = error_kinds(whole.graph(GRAPH_K), whole_labels, len(names),
+                            np.array([position[i] for i in ids]), guess)
+        described = _descriptions(ctx, vectors, result.slices, options["vocab"])
+        table = ctx.table
+        rows = evaluated
+
+        def member(m: int) -> dict[str, Any]:
+            return {"id": ids[m], "filepath": table["filepath"][rows[m]], "label": names[truth[m]],
+                    "prediction": names[guess[m]], "error_kind": kinds[m] or None, "score": float(result.rate[m])}
+
+        records = [FailureSlice(
+            slice=n, size=len(s.members), errors=s.errors, error_rate=s.error_rate, lift=s.lift,
+            label=names[s.label] if s.label >= 0 else None,
+            prediction=names[s.prediction] if s.prediction >= 0 else None, description=described[n],
+            error_kinds=_count(kinds[s.members]), members=[member(int(m)) for m in s.members])
+            for n, s in enumerate(result.slices)]
+        summary.update(slices=len(records), error_kinds=_count(kinds),
+                       error_kinds_per_class={names[c]: _count(kinds[truth == c]) for c in np.unique(truth[errors])})
+        fields = {"slice": (fo.IntField, dict(zip(ids, result.slice.tolist(), strict=True))),
+                  "error_kind": (fo.StringField, {i: k or None for i, k in zip(ids, kinds, strict=True)})}
+        return Findings(finder=self.name, ids=ids, scores=result.rate, flags=result.slice >= 0, records=records,
+                        summary=summary, fields=fields)
+
+    def after_write(self, ctx: Context, findings: Findings) -> None:
+        """A saved view per slice, most typical first; views of slices a rerun no longer makes go."""
+        for record in findings.records:
+            ctx.dataset.save_view(f"{SLICE_VIEW}-{record.slice}",
+                                  ctx.dataset.select([m["id"] for m in record.members], ordered=True), overwrite=True)
+        for n in range(len(findings.records), MOST_SLICES):
+            if ctx.dataset.has_saved_view(f"{SLICE_VIEW}-{n}"):
+                ctx.dataset.delete_saved_view(f"{SLICE_VIEW}-{n}")
+
+    def json(self, findings: Findings, everything: bool = False) -> Any:
+        return {"slices": [r.to_dict() for r in findings.records],
+                "error_kinds": findings.summary.get("error_kinds", _count(np.array([], dtype=object)))}
+
+    def table(self, findings: Findings, limit: int) -> str:
+        s = findings.summary
+        lines = [f"  {'slice':>5} {'size':>6} {'errors':>6} {'rate':>6} {'lift':>6}  {'label -> prediction':<28} "
+                 "label/model/ambiguous  description"] if findings.records else []
+        for r in findings.records[:limit]:
+            k = r.error_kinds
+            lines.append(f"  {r.slice:>5} {r.size:>6} {r.errors:>6} {r.error_rate:>6.2f} {r.lift:>6.1f}  "
+                         f"{f'{r.label} -> {r.prediction}':<28} {k['label']}/{k['model']}/{k['ambiguous']:<16} "
+                         f"{r.description}")
+        if "reason" in s:
+            lines.append(f"no slices: {s['reason']} ({s['evaluated']} evaluated samples)")
+            return "\n".join(lines)
+        k = s["error_kinds"]
+        lines.append(f"{s['slices']} failure slices among {s['evaluated']} evaluated samples ({s['errors']} errors, "
+                     f"rate {s['error_rate']:.3f}; {s['left_out']} without a label or prediction left out); errors: "
+                     f"{k['label']} likely wrong labels, {k['model']} model errors, {k['ambiguous']} ambiguous "
+                     f"(field 'error_kind'; views {SLICE_VIEW}-N)")
+        return "\n".join(lines)
+
+    def message(self, findings: Findings) -> str:
+        s = findings.summary
+        return (f"{s['slices']} failure slices among {s['evaluated']} samples" if "reason" not in s
+                else f"no slices: {s['reason']}")
+
+
+def _count(kinds: np.ndarray) -> dict[str, int]:
+    return {k: int(np.count_nonzero(kinds == k)) for k in KINDS}
+
+
+def _predictions(ctx: Context, field: str) -> list[str | None]:
+    """The predicted class of each row (``ctx.ids`` order) from a Classification field; a one-line error where
+    the field is missing or of another kind."""
+    import fiftyone as fo
+
+    from ..datasets import values_in_order
+
+    root = ctx.dataset
+    kind = getattr(root.get_field(field), "document_type", None) if root.has_field(field) else None
+    if kind is not fo.Classification:
+        found = "no such field" if not root.has_field(field) else f"a {getattr(kind, '__name__', 'non-label')} field"
+        raise ConfigError(f"prediction_field {field!r} of dataset {root.name!r}: {found}; slices need a "
+                          "Classification field of a model's predictions (over boxes they are not built yet)")
+    (predicted,) = values_in_order(ctx.collection, [f"{field}.label"], ctx.ids)
+    return list(predicted)
+
+
+def _descriptions(ctx: Context, vectors: np.ndarray, slices: list[Any], vocab: str | None) -> list[str]:
+    """Each slice's best phrases by its mean vector minus the rest's (Domino's description), with a run whose
+    model has a text tower; empty strings without one."""
+    from .tags import vocabulary
+
+    if not slices:
+        return []
+    try:
+        embedder = ctx.run.embedder(ctx.config)
+    except LookalikeError:  # imported vectors: no model
+        return [""] * len(slices)
+    if not embedder.has_text:
+        return [""] * len(slices)
+    phrases = vocabulary([vocab or str(DEFAULT_VOCAB)])
+    text = embedder.embed_text(phrases)
+    total = vectors.sum(axis=0)
+    out = []
+    for s in slices:
+        inside = vectors[s.members].sum(axis=0)
+        rest = max(1, len(vectors) - len(s.members))
+        direction = inside / len(s.members) - (total - inside) / rest
+        best = np.argsort(-(text @ direction), kind="stable")[:DESCRIBED_BY]
+        out.append("; ".join(phrases[b] for b in best))
+    return out
