@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +107,7 @@ def main() -> None:
               f" across splits), {args.dim}-d; threshold {THRESHOLD}")
         print(f"{'job':<44} {'seconds':>9} {'peak RSS MB':>12}  found")
         stage("lookalike: import vectors (embed --vectors)",
-              cli + ["embed", name, "--vectors", str(work / "v.npy"), "--ids", str(work / "v.ids.json"),
-                     "--model-name", "planted"], env)
+              [*cli, "embed", name, "--vectors", str(work / "v.npy"), "--ids", str(work / "v.ids.json"), "--model-name", "planted"], env)
         script = work / "job.py"
         script.write_text(_JOB.format(key=brain_key("planted"), vectors=work / "v.npy", threshold=THRESHOLD))
         uniqueness: dict[str, np.ndarray] = {}

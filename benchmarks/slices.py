@@ -55,7 +55,8 @@ def rotate(im: Image.Image) -> Image.Image:
 
 def tint(im: Image.Image) -> Image.Image:
     r, g, b = im.convert("RGB").split()
-    return Image.merge("RGB", (r.point(lambda v: min(255, v + 90)), g.point(lambda v: v // 2), b.point(lambda v: v // 2)))
+    half = lambda v: v // 2  # noqa: E731
+    return Image.merge("RGB", (r.point(lambda v: min(255, v + 90)), g.point(half), b.point(half)))
 
 
 def blur(im: Image.Image) -> Image.Image:

@@ -112,9 +112,9 @@ def test_bad_predictions_get_one_line_and_nothing_is_written(tmp_path: Path, dat
 
     _planted(tmp_path, dataset_name)
     ds = fo.load_dataset(dataset_name)
-    with pytest.raises(ConfigError, match="'nope'.*no such field"):
+    with pytest.raises(ConfigError, match=r"'nope'.*no such field"):
         slices(dataset_name, prediction_field="nope")
-    with pytest.raises(ConfigError, match="'split'.*Classification field"):
+    with pytest.raises(ConfigError, match=r"'split'.*Classification field"):
         slices(dataset_name, prediction_field="split")
     ds.clone_sample_field("predictions", "elsewhere")
     ds.set_values("elsewhere.label", ["x"] * len(ds))
