@@ -106,8 +106,9 @@ def main() -> None:
         print(f"\n{len(v):,} rows ({len(pairs):,} planted near copies, {sum(split[o] != split[c] for o, c in pairs):,}"
               f" across splits), {args.dim}-d; threshold {THRESHOLD}")
         print(f"{'job':<44} {'seconds':>9} {'peak RSS MB':>12}  found")
-        stage("lookalike: import vectors (embed --vectors)",
-              [*cli, "embed", name, "--vectors", str(work / "v.npy"), "--ids", str(work / "v.ids.json"), "--model-name", "planted"], env)
+        stage("lookalike: import vectors (embed --vectors)", [*cli, "embed", name, "--vectors", str(work / "v.npy"),
+                                                              "--ids", str(work / "v.ids.json"), "--model-name",
+                                                              "planted"], env)
         script = work / "job.py"
         script.write_text(_JOB.format(key=brain_key("planted"), vectors=work / "v.npy", threshold=THRESHOLD))
         uniqueness: dict[str, np.ndarray] = {}
