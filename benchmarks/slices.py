@@ -26,6 +26,7 @@ right); accuracy of ``error_kind`` over both, ambiguous counted wrong. Writes be
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ PLANS = {
     "fashion": Plan(slices=(("wrong-labels", "inverted", 1, 3), ("rare", "rotated", 0, 2),
                             ("spurious", "framed", 9, 7)), also=8),
     # The textiles: three classes (folders, sorted)
-    "textile": Plan(slices=(("wrong-labels", "tinted", 0, 1), ("rare", "blurred", 2, 0),
+    "textile": Plan(slices=(("wrong-labels", "tinted", 0, 1), ("rare", "inverted", 2, 0),
                             ("spurious", "rotated", 1, 2)), also=2),
 }
 
@@ -135,7 +136,8 @@ def planted_set(name: str, seed: int) -> PlantedSet:
     def pictures() -> list[Image.Image]:
         return [TRAITS[trait[i]](image(i)) if trait[i] else image(i) for i in range(n)]
 
-    vectors = embedded(f"slices-{name}-seed{seed}", pictures)
+    digest = hashlib.sha256(repr(plan).encode()).hexdigest()[:8]  # a changed plan is another cache
+    vectors = embedded(f"slices-{name}-seed{seed}-{digest}", pictures)
     return PlantedSet(vectors=vectors, labels=labels, true=true, test=test, slices=slices, kinds=kinds,
                       flipped=flipped)
 
@@ -216,8 +218,7 @@ def kinds_accuracy(s: PlantedSet, preds: np.ndarray) -> dict[str, float]:
 
     graph = exact_knn(s.vectors, DEFAULT_K)
     rows = np.flatnonzero(s.test)
-    kinds = dict(zip(rows.tolist(), error_kinds(graph, s.labels, int(s.true.max()) + 1, rows, preds[rows]),
-                     strict=True))
+    kinds = dict(zip(rows.tolist(), error_kinds(graph, s.labels, preds, rows), strict=True))
     label_errors = [r for r in s.flipped.tolist() if preds[r] != s.labels[r]]
     model_errors = [r for sl, kind in zip(s.slices, s.kinds, strict=True) if kind != "wrong-labels"
                     for r in sl.tolist() if preds[r] != s.labels[r]]

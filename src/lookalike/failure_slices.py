@@ -1,22 +1,31 @@
-"""Failure slices: coherent regions of embedding space where a model's errors concentrate, and whose mistake
+"""Failure slices: coherent groups of look-alike samples where a model's errors concentrate, and whose mistake
 each error is.
 
-Pure NumPy over the evaluated rows (a label and a prediction each) and kNN graphs. The method (each choice
-measured in ``benchmarks/slices.py`` on planted slices in Fashion-MNIST and the textiles, against k-means and
-HDBSCAN over the errors and Domino's error-aware mixture):
+Pure NumPy/SciPy over the evaluated rows (a label and a prediction each) and kNN graphs. The method (chosen
+in ``benchmarks/slices.py`` on planted slices in Fashion-MNIST and the textiles, clean and among diffuse errors,
+against k-means and HDBSCAN over the errors and k-means over everything ranked by error rate):
 
-1. **Local error rate.** Each evaluated row's error rate over itself and its ``k`` nearest evaluated rows: a
-   region where the model fails scores high on all its members, right or wrong, while a lone error among
-   correct neighbours scores low (diffuse errors are not a slice).
-2. **Hot rows**: a local error rate of at least ``HOT`` and at least ``LIFT`` times the overall error rate.
-3. **Slices**: connected parts of the hot rows, linked where each is among the other's ``k`` nearest (mutual
-   neighbours: a chain of one-sided links would join unrelated regions), of at least ``min_size`` rows;
-   most harmful first (errors above what the overall rate predicts for its size), at most ``max_slices``.
-4. **Members, most typical first**: by cosine to the slice's mean vector.
+1. **Cores.** Errors are linked where they share their confusion (the same label and the same wrong
+   prediction), are each among the other's ``k`` nearest, and share at least ``SHARED`` of their neighbours
+   (shared-nearest-neighbour links: a chain of single links would join unrelated groups). A core is a connected
+   part. Grouping by confusion keeps a sub-population the model reads as another class apart from the rest of
+   its class; lone errors (diffuse ones) link to nothing. (Thresholding each row's local error rate and
+   joining the hot rows, measured first, missed slices whose error rate is under half and merged neighbouring
+   slices at lower thresholds.)
+2. **Slice**: the core, plus the rows of the core's label most of whose neighbours are in the core (the
+   look-alikes the model still gets right); kept with at least ``min_size`` rows and errors significantly above
+   the overall rate (one-sided binomial test, ``ALPHA``); most harmful first (errors above what the overall rate
+   predicts for its size), at most ``max_slices``.
+3. **Members, most typical first**: by cosine to the slice's mean vector.
 
-**Whose mistake** (:func:`error_kinds`), for each error: the whole run's neighbours (training samples count)
-vote with their labels (:func:`lookalike.label_issues.neighbour_probs`); ``label`` where most of the vote goes
-to the prediction (the label is likely wrong), ``model`` where most goes to the label, ``ambiguous`` otherwise.
+Each row's score is its **local error rate**: over itself and its ``k`` nearest evaluated rows.
+
+**Whose mistake** (:func:`error_kinds`), for each error: its neighbours in the whole run (training samples
+count) vote, nearer ones more (as :func:`lookalike.label_issues.neighbour_probs`). ``model`` where most of the
+vote goes to its label, or where at least ``REPEATED`` of it goes to look-alikes with its label that the model
+gets wrong the same way (a pattern of the model's, such as a trait it reads as another class, even where
+look-alikes of the other class crowd it); else ``label`` where most of the vote goes to the prediction (a
+lone sample labelled against its look-alikes and the model); else ``ambiguous``.
 """
 
 from __future__ import annotations
@@ -27,14 +36,16 @@ import numpy as np
 
 from .exceptions import ConfigError
 from .graph import KnnGraph
-from .label_issues import neighbour_probs
+from .label_issues import DEFAULT_POWER
 
-DEFAULT_K = 15  # neighbours whose errors make a row's local error rate
+DEFAULT_K = 15  # neighbours: links between errors, a row's local error rate
 DEFAULT_MIN_SIZE = 10
 DEFAULT_MAX_SLICES = 10
-HOT = 0.5  # local error rate from which a row can be in a slice...
-LIFT = 2.0  # ...and at least this many times the overall rate
+SHARED = 1 / 3  # share of their k neighbours two linked errors have in common
+JOIN = 0.5  # share of a row's neighbours in a core from which it joins the core's slice
+ALPHA = 0.01  # a slice's errors must be this unlikely at the overall error rate
 MAJORITY = 0.5  # share of the neighbours' vote that settles whose mistake an error is
+REPEATED = 0.2  # share of look-alikes with the same label and the same wrong prediction: the model's pattern
 KINDS = ("label", "model", "ambiguous")
 
 
@@ -67,38 +78,59 @@ def find_slices(vectors: np.ndarray, graph: KnnGraph, errors: np.ndarray, labels
                 max_slices: int = DEFAULT_MAX_SLICES) -> SliceResult:
     """Failure slices among evaluated rows: ``vectors`` (unit rows), their kNN ``graph`` among themselves,
     ``errors`` (bool), true ``labels`` and ``predictions`` (ints); see the module docstring."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from scipy.stats import binom
 
     errors = np.asarray(errors, dtype=bool)
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
     n = len(errors)
     if graph.indices.shape[0] != n or len(vectors) != n:
         raise ConfigError(f"vectors, graph and errors must cover the same rows ({len(vectors)}, "
                           f"{graph.indices.shape[0]}, {n})")
     overall = float(errors.mean()) if n else 0.0
     rate = (errors + errors[graph.indices].sum(axis=1)) / (1 + graph.k)
-    hot = (rate >= HOT) & (rate >= LIFT * overall)
     slice_of = np.full(n, -1, dtype=np.int64)
-    if not hot.any():
-        return SliceResult(rate=rate, slice=slice_of, slices=[], error_rate=overall)
-    rows = np.repeat(np.arange(n), graph.k)
-    cols = graph.indices.ravel()
-    keep = hot[rows] & hot[cols]
-    links = coo_matrix((np.ones(int(keep.sum()), dtype=np.int8), (rows[keep], cols[keep])), shape=(n, n)).tocsr()
-    mutual = links.multiply(links.T)  # each among the other's nearest
-    _, part = connected_components(mutual, directed=False)
-    part = np.where(hot, part, -1)
     found: list[tuple[float, np.ndarray]] = []
-    for p in np.unique(part[part >= 0]):
-        members = np.flatnonzero(part == p)
-        if len(members) >= min_size:
-            found.append((float(errors[members].sum() - overall * len(members)), members))
+    for core in _cores(graph, errors, labels, predictions):
+        inside = np.zeros(n, dtype=bool)
+        inside[core] = True
+        joins = (inside[graph.indices].mean(axis=1) >= JOIN) & (labels == labels[core[0]])
+        members = np.flatnonzero(inside | joins)
+        wrong = int(errors[members].sum())
+        if len(members) >= min_size and binom.sf(wrong - 1, len(members), overall) <= ALPHA:
+            found.append((wrong - overall * len(members), members))
     found.sort(key=lambda f: -f[0])
-    slices = []
-    for number, (_, members) in enumerate(found[:max_slices]):
+    slices: list[Slice] = []
+    for _, members in found:
+        members = members[slice_of[members] < 0]  # a row in two slices stays in the more harmful
+        if len(slices) == max_slices or len(members) < min_size:
+            continue
+        slice_of[members] = len(slices)
         slices.append(_describe(vectors, members, errors, labels, predictions))
-        slice_of[slices[-1].members] = number
     return SliceResult(rate=rate, slice=slice_of, slices=slices, error_rate=overall)
+
+
+def _cores(graph: KnnGraph, errors: np.ndarray, labels: np.ndarray, predictions: np.ndarray) -> list[np.ndarray]:
+    """Connected parts of the errors linked by shared confusion, mutual nearness and shared neighbours."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n, k = len(errors), graph.k
+    rows, cols = np.repeat(np.arange(n), k), graph.indices.ravel()
+    keep = errors[rows] & errors[cols] & (labels[rows] == labels[cols]) & (predictions[rows] == predictions[cols])
+    one_way = coo_matrix((np.ones(int(keep.sum()), np.int8), (rows[keep], cols[keep])), shape=(n, n)).tocsr()
+    mutual = one_way.multiply(one_way.T).tocoo()
+    a, b = mutual.row[mutual.row < mutual.col], mutual.col[mutual.row < mutual.col]
+    shared = np.zeros(len(a), dtype=np.int64)
+    for start in range(0, len(a), 1 << 15):  # (edges, k, k) comparisons, a slab at a time
+        na, nb = graph.indices[a[start:start + (1 << 15)]], graph.indices[b[start:start + (1 << 15)]]
+        shared[start:start + len(na)] = (na[:, :, None] == nb[:, None, :]).sum(axis=(1, 2))
+    linked = shared >= SHARED * k
+    links = coo_matrix((np.ones(int(linked.sum()), np.int8), (a[linked], b[linked])), shape=(n, n))
+    _, part = connected_components(links, directed=False)
+    part = np.where(errors, part, -1)
+    order = np.argsort(part, kind="stable")
+    bounds = np.flatnonzero(np.diff(part[order])) + 1
+    return [group for group in np.split(order, bounds) if part[group[0]] >= 0 and len(group) >= 2]
 
 
 def _describe(vectors: np.ndarray, members: np.ndarray, errors: np.ndarray, labels: np.ndarray,
@@ -125,18 +157,24 @@ def _most_common(values: np.ndarray) -> int:
     return int(kinds[np.argmax(counts)])
 
 
-def error_kinds(graph: KnnGraph, labels: np.ndarray, n_classes: int, rows: np.ndarray,
-                predictions: np.ndarray) -> np.ndarray:
-    """Whose mistake each of ``rows`` is (rows of the whole run's ``graph``, whose ``labels`` vote; their
-    ``predictions``): ``label``, ``model`` or ``ambiguous`` for an error, ``""`` where label and prediction agree
-    or either is missing."""
+def error_kinds(graph: KnnGraph, labels: np.ndarray, predictions: np.ndarray, rows: np.ndarray,
+                power: float = DEFAULT_POWER) -> np.ndarray:
+    """Whose mistake each error among ``rows`` is: ``label``, ``model`` or ``ambiguous`` (``""`` where label and
+    prediction agree or either is missing). ``graph``, ``labels`` and ``predictions`` (``-1``: none) cover the
+    whole run, so training neighbours vote; see the module docstring."""
     rows = np.asarray(rows, dtype=np.int64)
-    labels = np.asarray(labels)
-    probs = neighbour_probs(graph, labels, n_classes)[rows]
-    label, prediction = labels[rows], np.asarray(predictions)
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    label, prediction = labels[rows], predictions[rows]
     error = (label >= 0) & (prediction >= 0) & (label != prediction)
-    at = np.arange(len(rows))
-    for_label = probs[at, np.maximum(label, 0)]
-    for_prediction = probs[at, np.maximum(prediction, 0)]
-    kinds = np.where(for_prediction > MAJORITY, "label", np.where(for_label > MAJORITY, "model", "ambiguous"))
+    neighbours = graph.indices[rows]
+    weights = np.clip(graph.sims[rows], 0, None) ** power
+    total = np.maximum(weights.sum(axis=1), 1e-12)
+    same_label = labels[neighbours] == label[:, None]
+    shares = {  # the share of the vote: for the prediction, for the label, for the label with the same confusion
+        "prediction": (weights * (labels[neighbours] == prediction[:, None])).sum(axis=1) / total,
+        "label": (weights * same_label).sum(axis=1) / total,
+        "repeated": (weights * (same_label & (predictions[neighbours] == prediction[:, None]))).sum(axis=1) / total,
+    }
+    model = (shares["label"] > MAJORITY) | (shares["repeated"] >= REPEATED)
+    kinds = np.where(model, "model", np.where(shares["prediction"] > MAJORITY, "label", "ambiguous"))
     return np.where(error, kinds, "").astype(object)

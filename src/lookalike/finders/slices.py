@@ -71,8 +71,8 @@ class Slices(Finder):
     help = "find groups of look-alike samples where a model's predictions fail, and whose mistake each error is"
     score_field = "slice_score"
     flag_field = "in_slice"
-    score_doc = ("0..1, the model's error rate among the sample and its nearest evaluated neighbours (a slice is "
-                 "made of samples from 0.5 up)")
+    score_doc = ("0..1, the model's error rate among the sample and its k nearest evaluated samples (the flag "
+                 "in_slice: a member of a failure slice)")
     options = (
         Option("prediction_field", str, None, "the model's predictions: a Classification field"),
         Option("k", int, DEFAULT_K, "nearest evaluated samples whose errors make a sample's score", minimum=2),
@@ -131,15 +131,17 @@ class Slices(Finder):
                             fields={"slice": (fo.IntField, dict.fromkeys(ids, -1)),
                                     "error_kind": (fo.StringField, dict.fromkeys(ids))})
         config = ctx.config
-        graph = knn(vectors, min(options["k"], len(ids) - 1), config.index.exact_graph_max,
-                    config.index.graph_precision, engine_of(config))
+        k = min(options["k"], len(ids) - 1)
+        graph = ctx.graph(k) if len(ids) == len(ctx.ids) else knn(  # the stored graph where every row counts
+            vectors, k, config.index.exact_graph_max, config.index.graph_precision, engine_of(config))
         result = find_slices(vectors, graph, errors, truth, guess, options["min_size"], options["max_slices"])
         # Whose mistake: the whole run's neighbours vote (a test sample's training neighbours count).
         whole = Context.of(ctx.dataset, ctx.model, config) if ctx.is_view else ctx
         position = {sid: n for n, sid in enumerate(whole.ids)}
-        whole_labels = np.array([code.get(lab, -1) if lab is not None else -1 for lab in whole.table["label"]])
-        kinds = error_kinds(whole.graph(GRAPH_K), whole_labels, len(names),
-                            np.array([position[i] for i in ids]), guess)
+        every = predicted if whole is ctx else _predictions(whole, field)
+        whole_labels, whole_guesses = (np.array([code.get(c, -1) if c is not None else -1 for c in column])
+                                       for column in (whole.table["label"], every))
+        kinds = error_kinds(whole.graph(GRAPH_K), whole_labels, whole_guesses, np.array([position[i] for i in ids]))
         described = _descriptions(ctx, vectors, result.slices, options["vocab"])
         table = ctx.table
         rows = evaluated
