@@ -56,7 +56,7 @@ class Slice:
     members: np.ndarray
     errors: int
     error_rate: float
-    lift: float  # its error rate over the rate of the evaluated rows outside it
+    lift: float | None  # its error rate over the rate of the evaluated rows outside it (None: no errors outside)
     label: int  # the true label most of its errors have
     prediction: int  # the wrong prediction most of its errors have
     typicality: np.ndarray = field(repr=False)  # cosine of each member to the slice's mean vector
@@ -145,7 +145,7 @@ def _describe(vectors: np.ndarray, members: np.ndarray, errors: np.ndarray, labe
     outside_errors, outside = int(errors.sum()) - len(wrong), len(errors) - inside
     rate = len(wrong) / inside
     rest = outside_errors / outside if outside else 0.0
-    return Slice(members=members, errors=len(wrong), error_rate=rate, lift=rate / rest if rest > 0 else float("inf"),
+    return Slice(members=members, errors=len(wrong), error_rate=rate, lift=rate / rest if rest > 0 else None,
                  label=_most_common(labels[wrong]), prediction=_most_common(predictions[wrong]),
                  typicality=typicality)
 

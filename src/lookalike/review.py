@@ -82,15 +82,16 @@ def _review_box(dataset: fo.Dataset, patches: str, label_id: str, decision: str 
     return str(box.label)
 
 
-def accept_label(dataset: fo.Dataset, sample_id: str, config: Config | None = None, patches: str | None = None
-                 ) -> str:
-    """Relabel a sample (with ``patches``: the box of that label id) with its ``suggested_label``; returns the
-    new label."""
+def accept_label(dataset: fo.Dataset, sample_id: str, config: Config | None = None, patches: str | None = None,
+                 suggested: str | None = None) -> str:
+    """Relabel a sample (with ``patches``: the box of that label id) with ``suggested``, by default its
+    ``suggested_label`` (the mislabels finder's); returns the new label."""
     if patches:
         return str(_review_box(dataset, patches, sample_id, "accepted"))
     field = _label_field(dataset, config)
     sample = dataset[sample_id]
-    suggested = sample["suggested_label"] if dataset.has_field("suggested_label") else None
+    if suggested is None:
+        suggested = sample["suggested_label"] if dataset.has_field("suggested_label") else None
     if not suggested:
         raise ConfigError(f"sample {sample_id} has no suggested label; run `lookalike mislabels` first")
     _declare(dataset)

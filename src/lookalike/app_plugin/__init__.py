@@ -18,6 +18,7 @@ import fiftyone.operators.types as types
 import lookalike
 from lookalike import api, review
 from lookalike.finders import FINDERS, Finder, Option
+from lookalike.finders.slices import SLICE_VIEW
 
 DELEGATE_ABOVE = 20_000  # samples; the graph alone takes about a minute beyond (benchmarks/speed.py)
 SHOWN = 20  # findings listed in each of the review panel's lists
@@ -38,7 +39,7 @@ def _report(ctx: Any, done: str, view: str | None = None, message: str | None = 
     if not ctx.delegated:
         ctx.dataset.reload()  # the server's copy predates the API's writes
         yield ctx.ops.reload_dataset()
-        if view:
+        if view and ctx.dataset.has_saved_view(view):  # a run that found nothing may have saved none
             yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(view))
         if panel:
             yield ctx.ops.open_panel(panel, layout="horizontal")
@@ -170,7 +171,8 @@ class ReviewPanel(foo.Panel):
     def _refresh(self, ctx: Any) -> None:
         ds = ctx.dataset
         ctx.panel.state.sections = [section for finder in FINDERS.values() if finder.review
-                                    for section in [_section(ds, finder)] if section is not None] + [
+                                    for section in ([_section(ds, finder)] if finder.review != "slice"
+                                                    else _slice_sections(ds, finder)) if section is not None] + [
             _box_section(ds, finder, field) for finder in FINDERS.values() if finder.review == "label"
             for field in _reviewed_fields(ds, finder)]
         decided = _decided_boxes(ds)
@@ -184,7 +186,8 @@ class ReviewPanel(foo.Panel):
         ctx.panel.state.decided = decided
 
     def accept(self, ctx: Any) -> None:
-        new = review.accept_label(ctx.dataset, ctx.params["id"], patches=ctx.params.get("patches"))
+        new = review.accept_label(ctx.dataset, ctx.params["id"], patches=ctx.params.get("patches"),
+                                  suggested=ctx.params.get("suggested"))
         ctx.ops.notify(f"relabelled as {new}", variant="success")
         self._after(ctx)
 
@@ -213,7 +216,9 @@ class ReviewPanel(foo.Panel):
     def show(self, ctx: Any) -> None:
         from fiftyone import ViewField as F
 
-        if "group" in ctx.params:
+        if "slice" in ctx.params:  # its saved view, most typical first
+            ctx.ops.set_view(view=ctx.dataset.load_saved_view(f"{SLICE_VIEW}-{int(ctx.params['slice'])}"))
+        elif "group" in ctx.params:
             ctx.ops.set_view(view=ctx.dataset.match(F("duplicate_group") == int(ctx.params["group"])))
         elif ctx.params.get("patches"):  # the box, as a patch
             field = ctx.params["patches"]
@@ -236,8 +241,10 @@ class ReviewPanel(foo.Panel):
                 if section["kind"] == "group":
                     target = {"group": item["group"]}
                     row.btn("apply", label="Apply keep plan", on_click=self.apply_plan, params=target)
+                elif section["kind"] == "slice":
+                    target = {"slice": item["slice"]}
                 elif section["kind"] == "label":
-                    target = {"id": item["id"], **({"patches": item["patches"]} if "patches" in item else {})}
+                    target = {"id": item["id"], **{key: item[key] for key in ("patches", "suggested") if key in item}}
                     row.btn("accept", label="Accept", on_click=self.accept, params=target, variant="contained")
                     row.btn("dismiss", label="Dismiss", on_click=self.dismiss, params=target)
                 else:
@@ -291,6 +298,38 @@ def _section(ds: Any, finder: Finder) -> dict[str, Any] | None:
     items = [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)]
     return {"name": finder.name, "title": TITLES.get(kind or "", finder.label.split(": find ", 1)[-1].capitalize()),
             "kind": kind, "open": len(flagged), "items": items}
+
+
+def _slice_sections(ds: Any, finder: Finder) -> list[dict[str, Any]]:
+    """The failure slices of the last ``slices`` run (size, error rate, confusion, description; Show opens the
+    slice), and its errors whose label is likely wrong (Accept = relabel as the prediction), not yet reviewed."""
+    from fiftyone import ViewField as F
+
+    if finder.key() not in ds.list_brain_runs():
+        return []
+    config = ds.get_brain_info(finder.key()).config
+    listed = config.summary.get("slice_list", [])
+    items = [{"slice": s["slice"], "text": _slice_text(s)} for s in listed[:SHOWN]]
+    sections = [{"name": finder.name, "title": "Failure slices", "kind": "slice", "open": len(listed),
+                 "items": items}]
+    field, prediction = review._label_field(ds, None), config.settings.get("prediction_field")
+    if ds.has_field("error_kind") and prediction and ds.has_field(prediction):
+        wrong = ds.match(F("error_kind") == "label")
+        wrong = wrong.exists(review.REVIEW_FIELD, False) if ds.has_field(review.REVIEW_FIELD) else wrong
+        ids, paths, labels, guesses = wrong.sort_by("slice_score", reverse=True).limit(SHOWN).values(
+            ["id", "filepath", f"{field}.label", f"{prediction}.label"])
+        sections.append({"name": f"{finder.name}_labels", "title": "Likely wrong labels (the model and the "
+                         "look-alikes agree)", "kind": "label", "open": len(wrong),
+                         "items": [{"id": i, "suggested": g, "text": f"`{p.rsplit('/', 1)[-1]}` **{lab}** → **{g}**"}
+                                   for i, p, lab, g in zip(ids, paths, labels, guesses, strict=True)]})
+    return sections
+
+
+def _slice_text(s: dict[str, Any]) -> str:
+    lift = "no errors in" if s["lift"] is None else f"{s['lift']:.1f}x"
+    text = (f"slice {s['slice']}: {s['size']} samples, {s['error_rate']:.0%} errors ({lift} the rest), "
+            f"**{s['label']}** → **{s['prediction']}**")
+    return text + (f"; {s['description']}" if s["description"] else "")
 
 
 def _reviewed_fields(ds: Any, finder: Finder) -> list[str]:

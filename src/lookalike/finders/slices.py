@@ -40,7 +40,7 @@ class FailureSlice(Record):
     size: int
     errors: int
     error_rate: float
-    lift: float
+    lift: float | None
     label: str | None
     prediction: str | None
     description: str
@@ -56,7 +56,7 @@ class FailureSlice(Record):
         """A line of figures, then a strip of its most typical members."""
         shown = self.members[:min(STRIP, budget)]
         head = (f"<div style='font-size:12px;margin-top:6px'><b>slice {self.slice}</b>: {self.size} samples, "
-                f"{self.errors} errors ({self.error_rate:.0%}, {self.lift:.1f}x the rest); mostly "
+                f"{self.errors} errors ({self.error_rate:.0%}, {_times(self.lift)} the rest); mostly "
                 f"{html.escape(str(self.label))} &rarr; {html.escape(str(self.prediction))}"
                 + (f"; {html.escape(self.description)}" if self.description else "") + "</div>")
         tiles = [tile({"id": m["id"], "label": m["label"], "suggested_label": m["prediction"], "score": m["score"]},
@@ -68,6 +68,7 @@ class Slices(Finder):
     name = "slices"
     label = "lookalike: find failure slices"
     review = "slice"
+    app_panel = "lookalike_review"
     help = "find groups of look-alike samples where a model's predictions fail, and whose mistake each error is"
     score_field = "slice_score"
     flag_field = "in_slice"
@@ -157,6 +158,7 @@ class Slices(Finder):
             error_kinds=_count(kinds[s.members]), members=[member(int(m)) for m in s.members])
             for n, s in enumerate(result.slices)]
         summary.update(slices=len(records), error_kinds=_count(kinds),
+                       slice_list=[{k: v for k, v in r.to_dict().items() if k != "members"} for r in records],
                        error_kinds_per_class={names[c]: _count(kinds[truth == c]) for c in np.unique(truth[errors])})
         fields = {"slice": (fo.IntField, dict(zip(ids, result.slice.tolist(), strict=True))),
                   "error_kind": (fo.StringField, {i: k or None for i, k in zip(ids, kinds, strict=True)})}
@@ -182,7 +184,7 @@ class Slices(Finder):
                  "label/model/ambiguous  description"] if findings.records else []
         for r in findings.records[:limit]:
             k = r.error_kinds
-            lines.append(f"  {r.slice:>5} {r.size:>6} {r.errors:>6} {r.error_rate:>6.2f} {r.lift:>6.1f}  "
+            lines.append(f"  {r.slice:>5} {r.size:>6} {r.errors:>6} {r.error_rate:>6.2f} {_times(r.lift):>6}  "
                          f"{f'{r.label} -> {r.prediction}':<28} {k['label']}/{k['model']}/{k['ambiguous']:<16} "
                          f"{r.description}")
         if "reason" in s:
@@ -199,6 +201,10 @@ class Slices(Finder):
         s = findings.summary
         return (f"{s['slices']} failure slices among {s['evaluated']} samples" if "reason" not in s
                 else f"no slices: {s['reason']}")
+
+
+def _times(lift: float | None) -> str:
+    return "inf" if lift is None else f"{lift:.1f}x"
 
 
 def _count(kinds: np.ndarray) -> dict[str, int]:
