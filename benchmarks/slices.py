@@ -4,7 +4,8 @@ same vectors and predictions, in one run.
 
     python benchmarks/slices.py [--sets fashion textile] [--seeds 0 1 2]
 
-Sets: images given a visual trait (inverted, framed, rotated, tinted, blurred) in hidden sub-populations of one
+Sets (Fashion-MNIST and the textiles, on which the method's choices were made, and scikit-learn's digits,
+held out): images given a visual trait (inverted, framed, rotated, tinted, blurred) in hidden sub-populations of one
 class each, then embedded (EfficientNet-Lite0, 112 px, cached in benchmarks/.cache/); a logistic regression
 trained on the train split's vectors and labels is the model; everything is scored on the test split. Three
 planted slices per set, one of each kind the issue names:
@@ -80,6 +81,9 @@ PLANS = {
     # Fashion-MNIST: 0 T-shirt, 1 trouser, 2 pullover, 3 dress, 5 sandal, 7 sneaker, 8 bag, 9 ankle boot
     "fashion": Plan(slices=(("wrong-labels", "inverted", 1, 3), ("rare", "rotated", 0, 2),
                             ("spurious", "framed", 9, 7)), also=8),
+    # scikit-learn's 8 x 8 digits: held out, no choice of the method's was made on it
+    "digits": Plan(slices=(("wrong-labels", "inverted", 3, 5), ("rare", "rotated", 4, 1),
+                           ("spurious", "framed", 9, 7)), also=0),
     # The textiles: three classes (folders, sorted)
     "textile": Plan(slices=(("wrong-labels", "tinted", 0, 1), ("rare", "inverted", 2, 0),
                             ("spurious", "rotated", 1, 2)), also=2),
@@ -101,6 +105,12 @@ def _images(name: str) -> tuple[Callable[[int], Image.Image], np.ndarray]:
     if name == "fashion":
         images, labels = fashion_mnist(12_000)
         return (lambda i: Image.fromarray(images[i]).convert("RGB")), labels
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        grey = (d.images * 255 / 16).astype(np.uint8)
+        return (lambda i: Image.fromarray(grey[i]).resize((32, 32)).convert("RGB")), d.target
     files, labels = textile_files()
     return (lambda i: Image.open(files[i]).convert("RGB").resize((112, 112))), labels
 

@@ -13,19 +13,24 @@ against k-means and HDBSCAN over the errors and k-means over everything ranked b
    joining the hot rows, measured first, missed slices whose error rate is under half and merged neighbouring
    slices at lower thresholds.)
 2. **Slice**: the core, plus the rows of the core's label most of whose neighbours are in the core (the
-   look-alikes the model still gets right); kept with at least ``min_size`` rows and errors significantly above
-   the overall rate (one-sided binomial test, ``ALPHA``); most harmful first (errors above what the overall rate
-   predicts for its size), at most ``max_slices``.
+   look-alikes the model still gets right); one of more than ``PART`` x ``min_size`` rows cut by k-means into
+   parts of about that size (a sub-population the model fails on chains into the larger confusion of its class
+   around it: on the textiles, cutting took the rare slice's precision@10 from 0.1-0.3 to 0.2-0.8; parts of 3,
+   4 and 6 x min_size: mean 0.833, 0.783, 0.767 there, 1.000 on Fashion-MNIST each); kept with at least
+   ``min_size`` rows and errors significantly above the overall rate (one-sided binomial test, ``ALPHA``); most
+   harmful first (errors above what the overall rate predicts for its size), at most ``max_slices``.
 3. **Members, most typical first**: by cosine to the slice's mean vector.
 
 Each row's score is its **local error rate**: over itself and its ``k`` nearest evaluated rows.
 
 **Whose mistake** (:func:`error_kinds`), for each error: its neighbours in the whole run (training samples
-count) vote, nearer ones more (as :func:`lookalike.label_issues.neighbour_probs`). ``model`` where most of the
-vote goes to its label, or where at least ``REPEATED`` of it goes to look-alikes with its label that the model
-gets wrong the same way (a pattern of the model's, such as a trait it reads as another class, even where
-look-alikes of the other class crowd it); else ``label`` where most of the vote goes to the prediction (a
-lone sample labelled against its look-alikes and the model); else ``ambiguous``.
+count) vote, nearer ones more (as :func:`lookalike.label_issues.neighbour_probs`). ``model`` where more than
+``BACKED`` of the vote backs its label, or at least ``REPEATED`` goes to look-alikes with its label that the
+model gets wrong the same way (a pattern of the model's, such as a trait it reads as another class, even where
+look-alikes of the other class crowd it); else ``label`` where more than ``BACKED`` backs the prediction (a
+sample labelled against its look-alikes and the model); else ``ambiguous``. Measured on planted label errors
+(flipped test labels) against planted model errors (rare and spurious slices), on both sets: a majority rule
+(0.5, 0.2) 0.52-0.84 correct; (0.4, 0.1) 0.89-0.94; (0.3, 0.05) 0.91-0.97, the best on each set alone.
 """
 
 from __future__ import annotations
@@ -43,9 +48,10 @@ DEFAULT_MIN_SIZE = 10
 DEFAULT_MAX_SLICES = 10
 SHARED = 1 / 3  # share of their k neighbours two linked errors have in common
 JOIN = 0.5  # share of a row's neighbours in a core from which it joins the core's slice
+PART = 3  # a slice of more than PART x min_size rows is cut into parts of about that size
 ALPHA = 0.01  # a slice's errors must be this unlikely at the overall error rate
-MAJORITY = 0.5  # share of the neighbours' vote that settles whose mistake an error is
-REPEATED = 0.2  # share of look-alikes with the same label and the same wrong prediction: the model's pattern
+BACKED = 0.3  # share of the neighbours' vote that backs a label or a prediction (benchmarks/slices.py)
+REPEATED = 0.05  # share of the vote for look-alikes with the same label and the same wrong prediction
 KINDS = ("label", "model", "ambiguous")
 
 
@@ -94,10 +100,10 @@ def find_slices(vectors: np.ndarray, graph: KnnGraph, errors: np.ndarray, labels
         inside = np.zeros(n, dtype=bool)
         inside[core] = True
         joins = (inside[graph.indices].mean(axis=1) >= JOIN) & (labels == labels[core[0]])
-        members = np.flatnonzero(inside | joins)
-        wrong = int(errors[members].sum())
-        if len(members) >= min_size and binom.sf(wrong - 1, len(members), overall) <= ALPHA:
-            found.append((wrong - overall * len(members), members))
+        for members in _parts(vectors, np.flatnonzero(inside | joins), PART * min_size):
+            wrong = int(errors[members].sum())
+            if len(members) >= min_size and binom.sf(wrong - 1, len(members), overall) <= ALPHA:
+                found.append((wrong - overall * len(members), members))
     found.sort(key=lambda f: -f[0])
     slices: list[Slice] = []
     for _, members in found:
@@ -107,6 +113,16 @@ def find_slices(vectors: np.ndarray, graph: KnnGraph, errors: np.ndarray, labels
         slice_of[members] = len(slices)
         slices.append(_describe(vectors, members, errors, labels, predictions))
     return SliceResult(rate=rate, slice=slice_of, slices=slices, error_rate=overall)
+
+
+def _parts(vectors: np.ndarray, rows: np.ndarray, size: int) -> list[np.ndarray]:
+    """``rows`` as they are, or, when more than ``size``, cut by k-means into parts of about ``size``."""
+    from sklearn.cluster import KMeans
+
+    if len(rows) <= size:
+        return [rows]
+    part = KMeans(round(len(rows) / size), n_init=2, random_state=0).fit_predict(np.asarray(vectors[rows]))
+    return [rows[part == p] for p in np.unique(part)]
 
 
 def _cores(graph: KnnGraph, errors: np.ndarray, labels: np.ndarray, predictions: np.ndarray) -> list[np.ndarray]:
@@ -175,6 +191,6 @@ def error_kinds(graph: KnnGraph, labels: np.ndarray, predictions: np.ndarray, ro
         "label": (weights * same_label).sum(axis=1) / total,
         "repeated": (weights * (same_label & (predictions[neighbours] == prediction[:, None]))).sum(axis=1) / total,
     }
-    model = (shares["label"] > MAJORITY) | (shares["repeated"] >= REPEATED)
-    kinds = np.where(model, "model", np.where(shares["prediction"] > MAJORITY, "label", "ambiguous"))
+    model = (shares["label"] > BACKED) | (shares["repeated"] >= REPEATED)
+    kinds = np.where(model, "model", np.where(shares["prediction"] > BACKED, "label", "ambiguous"))
     return np.where(error, kinds, "").astype(object)
