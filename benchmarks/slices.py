@@ -2,7 +2,7 @@
 everything and ranking clusters by error rate, and Domino's error-aware mixture (where it installs), on the
 same vectors and predictions, in one run.
 
-    python benchmarks/slices.py [--sets fashion textile] [--seeds 0 1 2]
+    python benchmarks/slices.py [--sets fashion textile digits] [--seeds 0 1]
 
 Sets (Fashion-MNIST and the textiles, on which the method's choices were made, and scikit-learn's digits,
 held out): images given a visual trait (inverted, framed, rotated, tinted, blurred) in hidden sub-populations of one
@@ -205,11 +205,59 @@ def kmeans_error_rate(v: np.ndarray, errors: np.ndarray, labels: np.ndarray, pre
     return [_by_centre(v, m) for m in found[:MAX_SLICES]]
 
 
+def domino_slicer() -> Any:
+    """Domino's ``DominoSlicer`` (``pip install --no-deps domino==0.1.5``) on today's numpy and scikit-learn, with
+    the shims ../shared/DATA.md lists; None where it is not installed."""
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("domino")
+    if spec is None:
+        return None
+    import sklearn.mixture._base as base
+    from sklearn.utils import check_array
+
+    np.infty = np.inf  # type: ignore[attr-defined]  # removed in numpy 2; Domino still uses it
+    meerkat = types.ModuleType("meerkat")
+    meerkat.DataPanel = type("DataPanel", (), {})  # type: ignore[attr-defined]  # only a type name to Domino
+    sys.modules.setdefault("meerkat", meerkat)
+    base._check_X = lambda X, n_components=None, n_features=None, ensure_min_samples=1: check_array(  # type: ignore[attr-defined]
+        X, dtype=[np.float64, np.float32], ensure_min_samples=ensure_min_samples)
+    base.BaseMixture._check_n_features = lambda self, X, reset: None  # type: ignore[attr-defined]
+    base.BaseMixture._check_initial_parameters = lambda self, X: None  # type: ignore[attr-defined]
+    verbose_end = base.BaseMixture._print_verbose_msg_init_end
+    base.BaseMixture._print_verbose_msg_init_end = (  # type: ignore[method-assign]
+        lambda self, lb, *rest: verbose_end(self, lb, *(rest or (True,))))
+    package = types.ModuleType("domino")  # its __init__ imports the embedding and GUI parts: skipped
+    package.__path__ = list(spec.submodule_search_locations or [])
+    sys.modules["domino"] = package
+    from domino._slice.domino import DominoSlicer
+
+    return DominoSlicer
+
+
+def domino(v: np.ndarray, errors: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> list[np.ndarray]:
+    """Domino's error-aware mixture (package defaults; ``confusion`` initialisation, which needs classes**2
+    components); each slice's rows ranked by their probability of it, as Domino ranks them."""
+    slicer = domino_slicer()
+    classes = int(max(labels.max(), preds.max())) + 1
+    model = slicer(n_slices=MAX_SLICES, n_mixture_components=max(25, classes ** 2), init_params="confusion",
+                   random_state=0)
+    one_hot = np.eye(classes)[preds]
+    model.fit(embeddings=v, targets=labels, pred_probs=one_hot)
+    probs = model.predict_proba(embeddings=v, targets=labels, pred_probs=one_hot)
+    assigned = probs.argmax(axis=1)
+    return [np.argsort(-probs[:, j], kind="stable")[:max(TOP, int((assigned == j).sum()))]
+            for j in range(probs.shape[1])]
+
+
 METHODS: dict[str, Callable[..., list[np.ndarray]]] = {
     "lookalike": ours,
     "k-means over errors (by size)": kmeans_errors,
     "HDBSCAN over errors (by size)": hdbscan_errors,
     "k-means over all, by error rate": kmeans_error_rate,
+    "Domino (error-aware mixture)": domino,
 }
 
 
@@ -246,6 +294,9 @@ def main() -> None:
     args = p.parse_args()
     print(f"CPU: {cpu()}")
     results: list[dict[str, Any]] = []
+    if domino_slicer() is None:
+        print("Domino left out: not installed (pip install --no-deps domino==0.1.5)")
+        del METHODS["Domino (error-aware mixture)"]
     for name in args.sets:
         for seed in args.seeds:
             s = planted_set(name, seed)
