@@ -59,7 +59,8 @@ def _figure(pattern: str, text: str) -> tuple[int, ...]:
 
 def test_every_notebook_is_tested() -> None:
     assert {p.stem for p in NOTEBOOKS.glob("*.ipynb")} == {
-        "01-quickstart", "02-error-analysis", "03-deduplicate", "04-explore-clusters", "05-rare-object", "06-objects"}
+        "01-quickstart", "02-error-analysis", "03-deduplicate", "04-explore-clusters", "05-rare-object", "06-objects",
+        "07-model-errors"}
 
 
 def test_quickstart() -> None:
@@ -121,3 +122,16 @@ def test_objects() -> None:
     assert removed >= 4
     assert sum("data:image/png;base64" in h for h in html) >= 1  # the search's boxes render as thumbnails
     assert any("<iframe" in h for h in html)  # the App, inline
+
+
+def test_model_errors() -> None:
+    text, html = _run("07-model-errors")
+    size, errors = _figure(r"slice 0: (\d+) samples, (\d+) errors: Sneaker -> Sandal", text)
+    assert errors >= size // 2  # the slice is the planted failure
+    model, label = _figure(r"errors: (\d+) model, (\d+) label", text)
+    assert model > label  # the test labels are right: the model's mistake
+    changed, planted = _figure(r"(\d+) training labels changed to Sneaker; (\d+) of them were the mislabelled", text)
+    assert planted >= changed * 0.8  # the data behind it: the mislabelled sneakers
+    before, after = _figure(r"slice accuracy (\d+)% -> (\d+)%", text)
+    assert after >= before + 40
+    assert any("slice 0" in h and "data:image/png;base64" in h for h in html)  # slices render with thumbnails
