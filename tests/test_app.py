@@ -362,3 +362,35 @@ def test_quality_operator_and_a_flagged_image_removed_in_the_panel(app: tuple[st
     page.get_by_text(re.compile(r"dark\.png\W*remove$")).locator("xpath=ancestor::*[.//button][1]").get_by_role(
         "button", name="Undo").click()  # the removal can be taken back
     page.get_by_text(f"Image quality issues: {flagged} open").wait_for()
+
+
+def test_slices_operator_lists_a_failure_slice_in_the_panel_and_shows_it(app: tuple[str, Any, str],
+                                                                       page: Any) -> None:
+    """A model that calls every image of one class a bag: the operator finds that slice, the review panel lists
+    it with its figures, and Show puts its members in the grid."""
+    import fiftyone as fo
+
+    name, _, _ = app
+    ds = fo.load_dataset(name)
+    truth = ds.values("ground_truth.label")
+    failing = max(set(truth) - {"Bag"}, key=truth.count)  # the largest class but bags
+    ds.set_values("predictions", [fo.Classification(label="Bag" if t == failing else t) for t in truth])
+    page.keyboard.press("`")
+    page.keyboard.type("lookalike: find failure slices")
+    page.keyboard.press("Enter")
+    _field(page, "Prediction field").fill("predictions")
+    _field(page, "Min size").fill("3")
+    page.get_by_role("button", name="Execute", exact=True).click()
+    page.get_by_text(re.compile(r"^\d+ failure slices among \d+ samples$")).wait_for(timeout=180_000)
+    page.get_by_role("button", name="Done", exact=True).click()
+    ds.reload()
+    listed = ds.get_brain_info("lookalike_run_slices").config.summary["slice_list"]
+    members = ds.load_saved_view("lookalike-slice-0").values("id")
+    slices = [set(ds.load_saved_view(f"lookalike-slice-{s['slice']}").values("id")) for s in listed]
+    assert slices and set().union(*slices) <= set(ds.match({"ground_truth.label": failing}).values("id"))  # planted
+    page.get_by_text(f"Failure slices: {len(listed)} open").wait_for()  # the review panel opened itself
+    panel = page.get_by_text(re.compile(rf"^slice 0: {len(members)} samples, 100% errors"))
+    panel.locator("xpath=ancestor::*[.//button][1]").get_by_role("button", name="Show").click()
+    page.locator('[data-cy="entry-counts"]').get_by_text(re.compile(f"^{len(members)} samples?$")).wait_for()
+    _shot(page, "app-failure-slice")
+    assert set(_grid_ids(page)) == set(members)

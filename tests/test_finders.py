@@ -31,6 +31,8 @@ def _verbs() -> dict[str, Any]:
 
 
 def test_every_registered_finder_has_a_cli_verb_an_app_operator_and_a_documented_score() -> None:
+    import yaml
+
     from lookalike import app_plugin
 
     verbs = _verbs()
@@ -48,6 +50,9 @@ def test_every_registered_finder_has_a_cli_verb_an_app_operator_and_a_documented
         assert verbs[finder.name].format_help().startswith(f"usage: lookalike {finder.name}")  # its help formats
         assert finder.operator in operators, finder.operator
         assert finder.score_doc and finder.help
+    # FiftyOne lists a plugin's operators from its fiftyone.yml: a finder missing there has no operator in the App.
+    declared = yaml.safe_load((Path(app_plugin.__file__).parent / "fiftyone.yml").read_text())
+    assert set(declared["operators"]) == {"find_similar", *(f.operator for f in FINDERS.values())}
 
 
 def test_a_finder_on_a_view_writes_only_that_views_samples(embedded: tuple[str, Path, Path]) -> None:
@@ -255,3 +260,4 @@ def test_embedding_again_keeps_model_runs_and_the_cli_lists_finder_flags(embedde
     embed(name, MODEL)
     help_text = _verbs()["duplicates"].format_help()
     assert "--no-keypoints" in help_text and "--threshold" in help_text
+
