@@ -27,6 +27,7 @@ right); accuracy of ``error_kind`` over both, ambiguous counted wrong. Writes be
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -206,6 +207,7 @@ def kmeans_error_rate(v: np.ndarray, errors: np.ndarray, labels: np.ndarray, pre
     return [_by_centre(v, m) for m in found[:MAX_SLICES]]
 
 
+@functools.cache  # shims installed once
 def domino_slicer() -> Any:
     """Domino's ``DominoSlicer`` (``pip install --no-deps domino==0.1.5``) on today's numpy and scikit-learn, with
     the shims ../shared/DATA.md lists; None where it is not installed."""
