@@ -30,7 +30,7 @@ CLASSES = 10
 
 
 def vectors(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` clustered unit vectors and each one's class."""
+    """``n`` clustered unit vectors and each one's centre (its class: the centre modulo the classes)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(2000, dim)).astype(np.float32)
     which = rng.integers(0, len(centres), n)
@@ -39,7 +39,7 @@ def vectors(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         rows = slice(start, min(n, start + 100_000))
         v = centres[which[rows]] + 0.8 * rng.normal(size=(len(which[rows]), dim)).astype(np.float32)
         out[rows] = v / np.linalg.norm(v, axis=1, keepdims=True)
-    return out, which % CLASSES
+    return out, which
 
 
 def make_dataset(name: str, images: int, labels: np.ndarray) -> None:
@@ -79,7 +79,8 @@ def main() -> None:
     env = dict(os.environ)
     print(f"CPU: {cpu()}; {args.images:,} images x 4 = {n:,} boxes, {args.dim}-d")
     print(f"{'stage':<44} {'seconds':>9} {'peak RSS MB':>12}")
-    v, classes = vectors(n, args.dim)
+    v, centres = vectors(n, args.dim)
+    classes = centres % CLASSES
     t = time.perf_counter()
     make_dataset(name, args.images, classes)
     results: list[dict[str, Any]] = [{"stage": "FiftyOne dataset (samples and boxes)",

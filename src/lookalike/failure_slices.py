@@ -18,7 +18,8 @@ against k-means and HDBSCAN over the errors and k-means over everything ranked b
    around it: on the textiles, cutting took the rare slice's precision@10 from 0.1-0.3 to 0.2-0.8; parts of 3,
    4 and 6 x min_size: mean 0.833, 0.783, 0.767 there, 1.000 on Fashion-MNIST each); kept with at least
    ``min_size`` rows and errors significantly above the overall rate (one-sided binomial test, ``ALPHA``); most
-   harmful first (errors above what the overall rate predicts for its size), at most ``max_slices``.
+   harmful first (errors above what the overall rate predicts for its size), each core's best part before any
+   core's second (a large slice's parts would crowd out the rest), at most ``max_slices``.
 3. **Members, most typical first**: by cosine to the slice's mean vector.
 
 Each row's score is its **local error rate**: over itself and its ``k`` nearest evaluated rows.
@@ -95,18 +96,23 @@ def find_slices(vectors: np.ndarray, graph: KnnGraph, errors: np.ndarray, labels
     overall = float(errors.mean()) if n else 0.0
     rate = (errors + errors[graph.indices].sum(axis=1)) / (1 + graph.k)
     slice_of = np.full(n, -1, dtype=np.int64)
-    found: list[tuple[float, np.ndarray]] = []
+    found: list[tuple[int, float, np.ndarray]] = []  # (its rank among its core's parts, harm, members)
     for core in _cores(graph, errors, labels, predictions):
         inside = np.zeros(n, dtype=bool)
         inside[core] = True
         joins = (inside[graph.indices].mean(axis=1) >= JOIN) & (labels == labels[core[0]])
+        parts = []
         for members in _parts(vectors, np.flatnonzero(inside | joins), PART * min_size):
             wrong = int(errors[members].sum())
             if len(members) >= min_size and binom.sf(wrong - 1, len(members), overall) <= ALPHA:
-                found.append((wrong - overall * len(members), members))
-    found.sort(key=lambda f: -f[0])
+                parts.append((wrong - overall * len(members), members))
+        parts.sort(key=lambda f: -f[0])
+        found += [(rank, harm, members) for rank, (harm, members) in enumerate(parts)]
+    # Every core's most harmful part first, then every core's second...: a large slice's parts do not crowd out
+    # the other slices.
+    found.sort(key=lambda f: (f[0], -f[1]))
     slices: list[Slice] = []
-    for _, members in found:
+    for _, _, members in found:
         members = members[slice_of[members] < 0]  # a row in two slices stays in the more harmful
         if len(slices) == max_slices or len(members) < min_size:
             continue
