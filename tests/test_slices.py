@@ -90,7 +90,8 @@ def test_the_cli_aims_at_a_split_and_prints_every_member(tmp_path: Path, dataset
     assert main(["slices", dataset_name, "--prediction-field", "predictions", "--split", "test",
                  "--min-size", "5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"slices", "error_kinds"}
+    assert set(out) == {"slices", "error_kinds", "error_kinds_per_class"}
+    assert out["error_kinds_per_class"]["a"]["model"] == len(out["slices"][0]["members"])  # the slice's class
     (s,) = out["slices"]
     test_ids = set(fo.load_dataset(dataset_name).match({"split": "test"}).values("id"))
     assert {m["id"] for m in s["members"]} == set(planted["slice"]) & test_ids  # the test split's part only
@@ -123,6 +124,8 @@ def test_bad_predictions_get_one_line_and_nothing_is_written(tmp_path: Path, dat
     assert not ds.has_field("slice") and "lookalike_run_slices" not in ds.list_brain_runs()
     with pytest.raises(ConfigError, match="--prediction-field"):
         slices(dataset_name, prediction_field="")
+    one_class = slices(ds.match({"ground_truth.label": "a"}), prediction_field="predictions")  # a view of one class
+    assert [(s.label, s.prediction, s.size) for s in one_class] == [("a", "b", 24)]  # the slice, as in the whole
     ds.clone_sample_field("ground_truth", "perfect")
     empty = slices(dataset_name, prediction_field="perfect")
     assert len(empty) == 0

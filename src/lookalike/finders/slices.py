@@ -176,7 +176,8 @@ class Slices(Finder):
 
     def json(self, findings: Findings, everything: bool = False) -> Any:
         return {"slices": [r.to_dict() for r in findings.records],
-                "error_kinds": findings.summary.get("error_kinds", _count(np.array([], dtype=object)))}
+                "error_kinds": findings.summary.get("error_kinds", _count(np.array([], dtype=object))),
+                "error_kinds_per_class": findings.summary.get("error_kinds_per_class", {})}
 
     def table(self, findings: Findings, limit: int) -> str:
         s = findings.summary
