@@ -177,11 +177,14 @@ def _field(page: Any, label: str) -> Any:
     return page.get_by_text(label, exact=True).locator("xpath=ancestor::*[.//input][1]//input").first
 
 
-def _run_operator(page: Any, label: str, finished: re.Pattern[str]) -> None:
-    """Run an operator from the operator browser and wait for its last progress ``finished``."""
+def _run_operator(page: Any, label: str, finished: re.Pattern[str], form: dict[str, str] | None = None) -> None:
+    """Run an operator from the operator browser, its ``form`` filled in (input label: value), and wait for its
+    last progress ``finished``."""
     page.keyboard.press("`")  # the operator browser
     page.keyboard.type(label)
     page.keyboard.press("Enter")
+    for field, value in (form or {}).items():
+        _field(page, field).fill(value)
     page.get_by_role("button", name="Execute", exact=True).click()
     page.get_by_text(finished).wait_for(timeout=180_000)
     page.get_by_role("button", name="Done", exact=True).click()
@@ -289,14 +292,8 @@ def test_find_similar_operator_with_a_filter_matches_the_cli(app: tuple[str, Any
     from lookalike.api import SIMILAR_VIEW
 
     name, _, _ = app
-    page.keyboard.press("`")
-    page.keyboard.type("lookalike: find similar")
-    page.keyboard.press("Enter")
-    _field(page, "Text prompt (CLIP models)").fill("a sandal")
-    _field(page, "Only this split").fill("train")
-    page.get_by_role("button", name="Execute", exact=True).click()
-    page.get_by_text(re.compile(r"^\d+ found$")).wait_for(timeout=180_000)
-    page.get_by_role("button", name="Done", exact=True).click()
+    _run_operator(page, "lookalike: find similar", re.compile(r"^\d+ found$"),
+                  {"Text prompt (CLIP models)": "a sandal", "Only this split": "train"})
     page.locator('[data-cy="entry-counts"]').get_by_text("25 samples").wait_for()
     shown = _grid_ids(page)
     cli = subprocess.run([sys.executable, "-m", "lookalike.cli", "similar", name, "--text", "a sandal", "--split",
@@ -375,14 +372,8 @@ def test_slices_operator_lists_a_failure_slice_in_the_panel_and_shows_it(app: tu
     truth = ds.values("ground_truth.label")
     failing = max(set(truth) - {"Bag"}, key=truth.count)  # the largest class but bags
     ds.set_values("predictions", [fo.Classification(label="Bag" if t == failing else t) for t in truth])
-    page.keyboard.press("`")
-    page.keyboard.type("lookalike: find failure slices")
-    page.keyboard.press("Enter")
-    _field(page, "Prediction field").fill("predictions")
-    _field(page, "Min size").fill("3")
-    page.get_by_role("button", name="Execute", exact=True).click()
-    page.get_by_text(re.compile(r"^\d+ failure slices among \d+ samples$")).wait_for(timeout=180_000)
-    page.get_by_role("button", name="Done", exact=True).click()
+    _run_operator(page, "lookalike: find failure slices", re.compile(r"^\d+ failure slices among \d+ samples$"),
+                  {"Prediction field": "predictions", "Min size": "3"})
     ds.reload()
     listed = ds.get_brain_info("lookalike_run_slices").config.summary["slice_list"]
     members = ds.load_saved_view("lookalike-slice-0").values("id")
