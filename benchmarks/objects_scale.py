@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from common import RESULTS, cpu
-from scale import stage
+from scale import import_arguments, stage
 
 FIELD = "ground_truth_detections"
 CLASSES = 10
@@ -89,16 +89,12 @@ def main() -> None:
     import fiftyone as fo
 
     ids = fo.load_dataset(name).values(f"{FIELD}.detections.id", unwind=True)
-    np.save(work / "boxes.npy", v)
-    (work / "boxes.ids.json").write_text(json.dumps(ids))
+    arguments = import_arguments(work, v, ids, "boxes")
     del v
     cli = [str(Path(sys.executable).parent / "lookalike")]
-    config = work / "config.yaml"
-    config.write_text("index: {hnsw_above: 0}\n")  # the store's own HNSW build is store_scale.py's to time
     for label, command in (
             ("import box vectors (embed --vectors --patches)",
-             ["embed", name, "--patches", FIELD, "--vectors", str(work / "boxes.npy"), "--ids",
-              str(work / "boxes.ids.json"), "--model-name", "boxes", "--config", str(config)]),
+             ["embed", name, "--patches", FIELD, *arguments, "--model-name", "boxes"]),
             ("mislabels --patches (builds the graph)", ["mislabels", name, "--patches", FIELD, "--json"]),
             ("map --patches", ["map", name, "--patches", FIELD]),
             ("similar --patches (one query)", ["similar", name, "--patches", FIELD, "--sample", ids[0], "-k", "10"])):

@@ -108,6 +108,16 @@ _LAUNCH = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdou
            "sys.exit(os.waitstatus_to_exitcode(status))")
 
 
+def import_arguments(work: Path, vectors: np.ndarray, ids: list[str], stem: str) -> list[str]:
+    """Write ``vectors`` and their ids for ``lookalike embed --vectors`` into ``work``, with a config that leaves
+    the store's HNSW build out (store_scale.py times that); the command's arguments for them."""
+    np.save(work / f"{stem}.npy", vectors)
+    (work / f"{stem}.ids.json").write_text(json.dumps(ids))
+    config = work / "config.yaml"
+    config.write_text("index: {hnsw_above: 0}\n")
+    return ["--vectors", str(work / f"{stem}.npy"), "--ids", str(work / f"{stem}.ids.json"), "--config", str(config)]
+
+
 def stage(name: str, command: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run one CLI command; print and return its wall time and peak RSS."""
     t = time.perf_counter()

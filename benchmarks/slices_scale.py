@@ -25,7 +25,7 @@ import numpy as np
 
 from common import RESULTS, cpu
 from objects_scale import vectors
-from scale import stage
+from scale import import_arguments, stage
 
 CLASSES = 10
 PLANTED = 8  # within the 10 slices returned by default
@@ -79,15 +79,11 @@ def main() -> None:
     import fiftyone as fo
 
     ids = fo.load_dataset(name).values("id")
-    np.save(work / "v.npy", v)
-    (work / "v.ids.json").write_text(json.dumps(ids))
+    arguments = import_arguments(work, v, ids, "v")
     del v
     cli = [str(Path(sys.executable).parent / "lookalike")]
-    config = work / "config.yaml"
-    config.write_text("index: {hnsw_above: 0}\n")  # the store's own HNSW build is store_scale.py's to time
-    results.append(stage("import vectors (embed --vectors)", [*cli, "embed", name, "--vectors", str(work / "v.npy"),
-                                                              "--ids", str(work / "v.ids.json"), "--model-name",
-                                                              "planted", "--config", str(config)], env))
+    results.append(stage("import vectors (embed --vectors)", [*cli, "embed", name, *arguments, "--model-name",
+                                                              "planted"], env))
     results.append(stage("slices (builds the graph)", [*cli, "slices", name, "--prediction-field", "predictions"],
                          env))
     results.append(stage("slices again (graph stored)", [*cli, "slices", name, "--prediction-field", "predictions"],
