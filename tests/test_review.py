@@ -76,7 +76,7 @@ def test_a_flagged_sample_is_kept_or_removed_and_undone(reviewed: fo.Dataset) ->
 
 def test_the_review_panel_lists_what_each_registered_finder_flagged(reviewed: fo.Dataset) -> None:
     """A list per finder with a decision, from the registry: open findings only, most severe first."""
-    from lookalike.app_plugin import _section
+    from lookalike.app_plugin import _section, _slice_sections
     from lookalike.finders import FINDERS
 
     ds = reviewed
@@ -89,7 +89,8 @@ def test_the_review_panel_lists_what_each_registered_finder_flagged(reviewed: fo
         sample["suspect_label"], sample["mislabel_score"] = suspect, 1 - worst
         sample.save()
     reviewable = {f.name: f for f in FINDERS.values() if f.review}
-    assert set(reviewable) == {"mislabels", "duplicates", "quality", "outliers"}
+    assert set(reviewable) == {"mislabels", "duplicates", "quality", "outliers", "slices"}
+    assert _slice_sections(ds, reviewable.pop("slices")) == []  # not run on this dataset (App-tested where it is)
     sections = {name: _section(ds, f) for name, f in reviewable.items()}
     quality = sections["quality"]
     assert quality and [i["id"] for i in quality["items"]] == [ids[0], ids[2]] and quality["open"] == 2
