@@ -89,6 +89,7 @@ def main() -> None:
     results.append(stage("slices again (graph stored)", [*cli, "slices", name, "--prediction-field", "predictions"],
                          env))
     ds = fo.load_dataset(name)
+    ds.reload()  # the commands wrote to it
     listed = ds.get_brain_info("lookalike_run_slices").config.summary["slice_list"]
     row = {sid: r for r, sid in enumerate(ids)}
     tops = [[row[i] for i in ds.load_saved_view(f"lookalike-slice-{s['slice']}").limit(10).values("id")]
