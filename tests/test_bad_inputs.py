@@ -47,10 +47,12 @@ def test_bad_files_are_recorded_and_good_ones_all_embedded(tmp_path: Path, datas
     errors = dict(zip(ds.values("filepath"), ds.values(ERROR_FIELD), strict=True))
     assert {str(Path(p).relative_to(root)) for p, e in errors.items() if e} == set(failed)
 
+    ds.clone_sample_field("ground_truth", "predictions")  # a model's predictions, for the slices finder
+    options = {"slices": {"prediction_field": "predictions"}}
     for name in FINDERS:
         if name == "tag":
             continue  # words by CLIP's text tower: covered in test_finders
-        found = lookalike.find(name, dataset_name)
+        found = lookalike.find(name, dataset_name, **options.get(name, {}))
         assert len(found.ids) == len(good), name  # the good files, all of them
 
     ids, vectors = lookalike.embeddings(dataset_name)
