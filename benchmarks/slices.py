@@ -225,13 +225,12 @@ def domino_slicer() -> Any:
     meerkat = types.ModuleType("meerkat")
     meerkat.DataPanel = type("DataPanel", (), {})  # type: ignore[attr-defined]  # only a type name to Domino
     sys.modules.setdefault("meerkat", meerkat)
-    base._check_X = lambda X, n_components=None, n_features=None, ensure_min_samples=1: check_array(  # type: ignore[attr-defined]
+    base._check_X = lambda X, n_components=None, n_features=None, ensure_min_samples=1: check_array(
         X, dtype=[np.float64, np.float32], ensure_min_samples=ensure_min_samples)
-    base.BaseMixture._check_n_features = lambda self, X, reset: None  # type: ignore[attr-defined]
-    base.BaseMixture._check_initial_parameters = lambda self, X: None  # type: ignore[attr-defined]
+    base.BaseMixture._check_n_features = lambda self, X, reset: None
+    base.BaseMixture._check_initial_parameters = lambda self, X: None
     verbose_end = base.BaseMixture._print_verbose_msg_init_end
-    base.BaseMixture._print_verbose_msg_init_end = (  # type: ignore[method-assign]
-        lambda self, lb, *rest: verbose_end(self, lb, *(rest or (True,))))
+    base.BaseMixture._print_verbose_msg_init_end = lambda self, lb, *rest: verbose_end(self, lb, *(rest or (True,)))
     package = types.ModuleType("domino")  # its __init__ imports the embedding and GUI parts: skipped
     package.__path__ = list(spec.submodule_search_locations or [])
     sys.modules["domino"] = package

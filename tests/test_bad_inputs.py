@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -48,7 +48,7 @@ def test_bad_files_are_recorded_and_good_ones_all_embedded(tmp_path: Path, datas
     assert {str(Path(p).relative_to(root)) for p, e in errors.items() if e} == set(failed)
 
     ds.clone_sample_field("ground_truth", "predictions")  # a model's predictions, for the slices finder
-    options = {"slices": {"prediction_field": "predictions"}}
+    options: dict[str, dict[str, Any]] = {"slices": {"prediction_field": "predictions"}}
     for name in FINDERS:
         if name == "tag":
             continue  # words by CLIP's text tower: covered in test_finders
