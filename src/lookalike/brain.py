@@ -129,6 +129,16 @@ class _Neighbours:
         return np.array([self._rows.get(_digest(v), -1) for v in vectors], dtype=np.int64)
 
 
+def _answer(samples: list[Any], labels: list[Any] | None, dists: list[Any], single: bool,
+            return_dists: bool) -> tuple[Any, ...]:
+    """fiftyone-brain's shape of a query's answer: per query (one query: unwrapped) its neighbours' sample ids,
+    label ids (of boxes; else None) and, asked for, their distances."""
+    if single:
+        samples, dists = samples[0], dists[0]
+        labels = labels[0] if labels is not None else None
+    return (samples, labels, dists) if return_dists else (samples, labels)
+
+
 class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
     """A brain similarity index that reads and writes the collection of one lookalike embedding run: of
     samples, or of the boxes of a Detections field (``config.patches_field``: its points are keyed by label id,
@@ -346,20 +356,14 @@ class LookalikeSimilarityIndex(SimilarityIndex, DuplicatesMixin):
             current_labels = self.current_label_ids
             labels = [[str(current_labels[i]) for i in row] for row in order]
         dists: list[Any] = [[0.0, *map(float, graph.dists[r])] for r in rows]
-        if single:
-            samples, dists = samples[0], dists[0]
-            labels = labels[0] if labels is not None else None
-        return (samples, labels, dists) if return_dists else (samples, labels)
+        return _answer(samples, labels, dists, single, return_dists)
 
     def _found(self, hits: list[list[Hit]], single: bool, return_dists: bool, sign: float) -> tuple[Any, ...]:
         """fiftyone-brain's answer to a query: sample ids, label ids (of boxes) and cosine distances per query."""
         samples: list[Any] = [[str(h.payload.get("sample_id", h.id)) for h in row] for row in hits]
         labels: list[Any] | None = [[h.id for h in row] for row in hits] if self._boxes else None
         dists: list[Any] = [[1.0 - sign * h.score for h in row] for row in hits]
-        if single:
-            samples, dists = samples[0], dists[0]
-            labels = labels[0] if labels is not None else None
-        return (samples, labels, dists) if return_dists else (samples, labels)
+        return _answer(samples, labels, dists, single, return_dists)
 
     def _query_vectors(self, query: Any, aggregation: str | None) -> tuple[np.ndarray, bool]:
         """The query's vectors (as given, or the stored vectors of ids; their mean under ``aggregation``),

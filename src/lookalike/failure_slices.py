@@ -40,6 +40,7 @@ sample labelled against its look-alikes and the model); else ``ambiguous``. Meas
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -100,11 +101,11 @@ def find_slices(vectors: np.ndarray, graph: KnnGraph, errors: np.ndarray, labels
     rate = (errors + errors[graph.indices].sum(axis=1)) / (1 + graph.k)
     slice_of = np.full(n, -1, dtype=np.int64)
     found: list[tuple[int, float, np.ndarray]] = []  # (its rank among its core's parts, harm, members)
-    pointing = _pointing(graph)
+    pointing = _edges(graph).T.tocsr()  # row r: the rows that list r among their neighbours
     inside = np.zeros(n, dtype=bool)
     for core in _cores(graph, errors, labels, predictions):
         inside[core] = True
-        near = np.setdiff1d(np.unique(np.concatenate([pointing[r] for r in core])), core)  # could join: point at it
+        near = np.setdiff1d(pointing[core].indices, core)  # those that could join: they point at the core
         joins = near[(inside[graph.indices[near]].mean(axis=1) >= JOIN) & (labels[near] == labels[core[0]])]
         inside[core] = False
         parts = []
@@ -127,13 +128,16 @@ def find_slices(vectors: np.ndarray, graph: KnnGraph, errors: np.ndarray, labels
     return SliceResult(rate=rate, slice=slice_of, slices=slices, error_rate=overall)
 
 
-def _pointing(graph: KnnGraph) -> list[np.ndarray]:
-    """For each row, the rows that list it among their neighbours."""
-    rows = np.repeat(np.arange(len(graph.indices)), graph.k)
-    order = np.argsort(graph.indices.ravel(), kind="stable")
-    bounds = np.searchsorted(graph.indices.ravel()[order], np.arange(len(graph.indices) + 1))
-    by_target = rows[order]
-    return [by_target[bounds[r]:bounds[r + 1]] for r in range(len(graph.indices))]
+def _edges(graph: KnnGraph, keep: np.ndarray | None = None) -> Any:
+    """The graph's edges (row -> each of its neighbours; only those ``keep`` marks, in ``indices.ravel()`` order)
+    as a sparse matrix."""
+    from scipy.sparse import csr_matrix
+
+    n, k = graph.indices.shape
+    rows, cols = np.repeat(np.arange(n), k), graph.indices.ravel()
+    if keep is not None:
+        rows, cols = rows[keep], cols[keep]
+    return csr_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
 
 
 def _parts(vectors: np.ndarray, rows: np.ndarray, size: int) -> list[np.ndarray]:
@@ -147,14 +151,14 @@ def _parts(vectors: np.ndarray, rows: np.ndarray, size: int) -> list[np.ndarray]
 
 
 def _cores(graph: KnnGraph, errors: np.ndarray, labels: np.ndarray, predictions: np.ndarray) -> list[np.ndarray]:
-    """Connected parts of the errors linked by shared confusion, mutual nearness and shared neighbours."""
+    """Connected parts of the errors linked by shared confusion, nearness (either way) and shared neighbours."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n, k = len(errors), graph.k
     rows, cols = np.repeat(np.arange(n), k), graph.indices.ravel()
     keep = errors[rows] & errors[cols] & (labels[rows] == labels[cols]) & (predictions[rows] == predictions[cols])
-    one_way = coo_matrix((np.ones(int(keep.sum()), np.int8), (rows[keep], cols[keep])), shape=(n, n)).tocsr()
+    one_way = _edges(graph, keep)
     pairs = (one_way + one_way.T).tocoo()  # either among the other's nearest
     a, b = pairs.row[pairs.row < pairs.col], pairs.col[pairs.row < pairs.col]
     shared = np.zeros(len(a), dtype=np.int64)

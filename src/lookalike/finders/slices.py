@@ -145,10 +145,9 @@ class Slices(Finder):
         kinds = error_kinds(whole.graph(GRAPH_K), whole_labels, whole_guesses, np.array([position[i] for i in ids]))
         described = _descriptions(ctx, vectors, result.slices, options["vocab"])
         table = ctx.table
-        rows = evaluated
 
         def member(m: int) -> dict[str, Any]:
-            return {"id": ids[m], "filepath": table["filepath"][rows[m]], "label": names[truth[m]],
+            return {"id": ids[m], "filepath": table["filepath"][evaluated[m]], "label": names[truth[m]],
                     "prediction": names[guess[m]], "error_kind": kinds[m] or None, "score": float(result.rate[m])}
 
         records = [FailureSlice(
