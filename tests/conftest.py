@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 # Set before anything imports fiftyone: it reads these once.
 _ROOT = Path(tempfile.mkdtemp(prefix="lookalike-tests-"))
+# Registered before the database starts, so it runs after the database has stopped (atexit is last in, first out):
+# each run's database and stores (300-500 MB) would otherwise pile up in /tmp until the disk is full.
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 os.environ["HOME"] = str(_ROOT / "home")
 os.environ["FIFTYONE_DATABASE_DIR"] = str(_ROOT / "db")
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"

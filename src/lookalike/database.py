@@ -28,6 +28,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop mongod and wait for it, so its folder can be removed right after."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def start_private_database(folder: str | Path, timeout: float = 60.0) -> str:
     """Start FiftyOne's bundled ``mongod`` on ``folder`` (created if needed) at a free local port, stopped
     when this process exits or dies, and set ``FIFTYONE_DATABASE_URI`` to it (inherited by child processes).
@@ -43,7 +52,7 @@ def start_private_database(folder: str | Path, timeout: float = 60.0) -> str:
                                 "--nounixsocket", "--logpath", str(folder / "mongod.log")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                preexec_fn=die_with_parent)
-    atexit.register(process.terminate)
+    atexit.register(_stop, process)
     deadline = time.monotonic() + timeout
     while True:
         try:
