@@ -18,17 +18,23 @@ from lookalike.exceptions import ConfigError
 CLASSES = ("a", "b", "c")
 
 
-def _planted(tmp_path: Path, name: str) -> dict[str, list[str]]:
-    """120 samples in three classes (three clusters), half train, half test, predictions on all. Planted: 24
-    samples of a near their own centre (``slice``) predicted b; 4 of c labelled a or b, predicted c (``flipped``);
-    3 diffuse errors among the rest of b. Returns the planted sample ids."""
-    import fiftyone as fo
-
+def _clusters() -> tuple[list[tuple[int, int]], np.ndarray]:
+    """120 rows in three classes (three clusters) and 24 more of class a near a centre of their own: (class,
+    centre) per row, and unit vectors."""
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 32))  # a, b, c, and the slice's part of a
     rows = [(c, c) for c in range(3) for _ in range(32)] + [(0, 3)] * 24
     vectors = np.array([centres[where] + 0.35 * rng.normal(size=32) for _, where in rows], dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return rows, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _planted(tmp_path: Path, name: str) -> dict[str, list[str]]:
+    """120 samples (:func:`_clusters`), half train, half test, predictions on all. Planted: the 24 samples of a
+    near their own centre (``slice``) predicted b; 4 of c labelled a or b, predicted c (``flipped``); 3 diffuse
+    errors among the rest of b. Returns the planted sample ids."""
+    import fiftyone as fo
+
+    rows, vectors = _clusters()
     folder = tmp_path / "images"
     folder.mkdir()
     samples, kinds = [], []
@@ -90,7 +96,7 @@ def test_the_cli_aims_at_a_split_and_prints_every_member(tmp_path: Path, dataset
     assert main(["slices", dataset_name, "--prediction-field", "predictions", "--split", "test",
                  "--min-size", "5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"slices", "error_kinds", "error_kinds_per_class"}
+    assert set(out) == {"slices", "error_kinds", "error_kinds_per_class"}  # no detector figures for a classifier
     assert out["error_kinds_per_class"]["a"]["model"] == len(out["slices"][0]["members"])  # the slice's class
     (s,) = out["slices"]
     test_ids = set(fo.load_dataset(dataset_name).match({"split": "test"}).values("id"))
@@ -152,3 +158,78 @@ def test_a_clip_run_describes_each_slice_by_phrases(tmp_path: Path, dataset_name
     phrases = {"red things", "blue things", "green things", "dark things"}
     for s in found:
         assert len(s.description.split("; ")) == 3 and set(s.description.split("; ")) <= phrases
+
+
+def test_a_detectors_failures_over_boxes(tmp_path: Path, dataset_name: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The rows are labelled boxes (:func:`_clusters`, two to an image); a detector's boxes matched to them by
+    IoU. Planted: the 24 boxes of a near their own centre missed (``slice``), 3 boxes of b detected as c, and 5
+    detected boxes where nothing is labelled (false positives)."""
+    import fiftyone as fo
+
+    field = "ground_truth_detections"
+    rows, vectors = _clusters()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    places = ([0.05, 0.05, 0.3, 0.3], [0.55, 0.55, 0.3, 0.3])
+    samples, planted = [], {"slice": [], "wrong": [], "false": []}
+    for n in range(len(rows) // 2):
+        path = folder / f"{n:03d}.png"
+        Image.new("RGB", (32, 32), (n, 0, 0)).save(path)
+        truth, predicted = [], []
+        for (label, where), box in zip(rows[2 * n:2 * n + 2], places, strict=True):
+            d = fo.Detection(label=CLASSES[label], bounding_box=box)
+            truth.append(d)
+            guess = CLASSES[label]
+            if where == 3:
+                planted["slice"].append(d.id)
+                continue
+            if label == 1 and len(planted["wrong"]) < 3 and n % 4 == 0:
+                planted["wrong"].append(d.id)
+                guess = "c"
+            predicted.append(fo.Detection(label=guess, confidence=0.9, bounding_box=[box[0] + 0.02, *box[1:]]))
+        if n % 12 == 5:
+            fp = fo.Detection(label="b", confidence=0.3 + 0.1 * len(planted["false"]),
+                              bounding_box=[0.6, 0.05, 0.3, 0.2])
+            predicted.append(fp)
+            planted["false"].append(fp.id)
+        samples.append(fo.Sample(filepath=str(path), ground_truth_detections=fo.Detections(detections=truth),
+                                 predictions=fo.Detections(detections=predicted)))
+    ds = fo.Dataset(dataset_name, persistent=True)
+    ds.add_samples(samples, progress=False)
+    ids = [d.id for s in ds for d in s[field].detections]
+    import_vectors(dataset_name, vectors, ids, patches=field)
+    assert len(planted["wrong"]) == 3 and len(planted["false"]) == 5
+
+    found = slices(dataset_name, patches=field, prediction_field="predictions")
+    (s,) = found
+    assert {m["id"] for m in s.members} == set(planted["slice"])
+    assert (s.label, s.prediction, s.errors) == ("a", "(missed)", 24)
+    assert s.error_kinds["label"] == 0  # a box the detector missed has no prediction to back against its label
+    assert {"sample_id", "filepath"} <= set(s.members[0])
+    ds.reload()
+    in_slice = dict(zip(*ds.values([f"{field}.detections.id", f"{field}.detections.in_slice"], unwind=True),
+                        strict=True))
+    assert {i for i, f in in_slice.items() if f} == set(planted["slice"])  # written on the boxes
+    assert not ds.has_field("slice")  # not on the samples
+    view = ds.load_saved_view(f"lookalike-slice-0-{field}")
+    assert view.values("id") == [m["id"] for m in s.members]  # a patches view, most typical first
+    false = ds.load_saved_view(f"lookalike-false-positives-{field}")
+    assert false.values("id") == planted["false"][::-1]  # most confident first
+
+    assert main(["slices", dataset_name, "--patches", field, "--prediction-field", "predictions", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["missed"], out["wrong_class"], out["false_positives"]) == (24, 3, 5)
+    assert main(["slices", dataset_name, "--patches", field, "--prediction-field", "predictions"]) == 0
+    assert "detector: 24 labelled boxes missed, 3 of another class, 5 of its boxes match no labelled one" \
+        in capsys.readouterr().out
+    from lookalike.app_plugin import _slice_sections
+    from lookalike.finders import FINDERS
+
+    (section,) = _slice_sections(fo.load_dataset(dataset_name), FINDERS["slices"])  # the App's review panel
+    assert section["items"][0]["patches"] == field and "24 boxes" in section["items"][0]["text"]
+    with pytest.raises(ConfigError, match=r"'nope'.*no such field; over boxes it must be a Detections field"):
+        slices(dataset_name, patches=field, prediction_field="nope")
+    ds.delete_brain_run(f"lookalike_run_slices__{field}")  # its cleanup takes the views and box fields
+    ds.reload()
+    assert not ds.has_saved_view(f"lookalike-slice-0-{field}") and not ds.has_field(f"{field}.detections.slice")

@@ -632,8 +632,8 @@ def tag(name: str | Any, vocab: Sequence[str] | str, *, top: int = 3, prompt: st
 
 
 def slices(name: str | Any, *, prediction_field: str, k: int = SLICE_K, min_size: int = DEFAULT_MIN_SIZE,
-           max_slices: int = DEFAULT_MAX_SLICES, vocab: str | None = None, model: str | None = None,
-           config: Config | None = None) -> Results[FailureSlice]:
+           max_slices: int = DEFAULT_MAX_SLICES, vocab: str | None = None, patches: str | None = None,
+           model: str | None = None, config: Config | None = None) -> Results[FailureSlice]:
     """Failure slices of a model, on a dataset (by name) or any view (e.g. the test split): among the samples with
     a label and a prediction in the Classification field ``prediction_field``, groups of look-alike samples where
     the predictions fail far more often than elsewhere, most harmful first, each with its figures, a description
@@ -641,6 +641,13 @@ def slices(name: str | Any, *, prediction_field: str, k: int = SLICE_K, min_size
     error is (``error_kind``: ``label``, ``model`` or ``ambiguous``, by the whole run's neighbours). Writes
     ``slice`` (-1: none), ``slice_score``, ``in_slice`` and ``error_kind`` to those samples and a view per slice
     (``lookalike-slice-N``). In Jupyter the result shows each slice with a strip of its members;
-    ``.to_pandas()`` is a table of slices. See :mod:`lookalike.failure_slices` for the method."""
-    return Results(find("slices", name, model=model, config=config, prediction_field=prediction_field, k=k,
-                        min_size=min_size, max_slices=max_slices, vocab=vocab).records)
+    ``.to_pandas()`` is a table of slices. See :mod:`lookalike.failure_slices` for the method.
+
+    ``patches``: a detector's failures over the labelled boxes of this Detections field (its patch run):
+    ``prediction_field`` is then the detector's Detections field, matched to them by IoU, so a box is predicted
+    right, as another class or ``(missed)``; the fields are written on the boxes, each slice saved as a patches
+    view (``lookalike-slice-N-FIELD``), and the detector's boxes that match no labelled one as the patches view
+    ``lookalike-false-positives-FIELD``."""
+    return Results(find("slices", name, patches=patches, model=model, config=config,
+                        prediction_field=prediction_field, k=k, min_size=min_size, max_slices=max_slices,
+                        vocab=vocab).records)

@@ -18,7 +18,7 @@ import fiftyone.operators.types as types
 import lookalike
 from lookalike import api, review
 from lookalike.finders import FINDERS, Finder, Option
-from lookalike.finders.slices import SLICE_VIEW
+from lookalike.finders.slices import slice_view
 
 DELEGATE_ABOVE = 20_000  # samples; the graph alone takes about a minute beyond (benchmarks/speed.py)
 SHOWN = 20  # findings listed in each of the review panel's lists
@@ -217,7 +217,8 @@ class ReviewPanel(foo.Panel):
         from fiftyone import ViewField as F
 
         if "slice" in ctx.params:  # its saved view, most typical first
-            ctx.ops.set_view(view=ctx.dataset.load_saved_view(f"{SLICE_VIEW}-{int(ctx.params['slice'])}"))
+            ctx.ops.set_view(view=ctx.dataset.load_saved_view(slice_view(int(ctx.params["slice"]),
+                                                                         ctx.params.get("patches"))))
         elif "group" in ctx.params:
             ctx.ops.set_view(view=ctx.dataset.match(F("duplicate_group") == int(ctx.params["group"])))
         elif ctx.params.get("patches"):  # the box, as a patch
@@ -242,7 +243,7 @@ class ReviewPanel(foo.Panel):
                     target = {"group": item["group"]}
                     row.btn("apply", label="Apply keep plan", on_click=self.apply_plan, params=target)
                 elif section["kind"] == "slice":
-                    target = {"slice": item["slice"]}
+                    target = {"slice": item["slice"], **({"patches": item["patches"]} if "patches" in item else {})}
                 elif section["kind"] == "label":
                     target = {"id": item["id"], **{key: item[key] for key in ("patches", "suggested") if key in item}}
                     row.btn("accept", label="Accept", on_click=self.accept, params=target, variant="contained")
@@ -305,13 +306,14 @@ def _slice_sections(ds: Any, finder: Finder) -> list[dict[str, Any]]:
     slice), and its errors whose label is likely wrong (Accept = relabel as the prediction), not yet reviewed."""
     from fiftyone import ViewField as F
 
+    sections = [_box_slices(ds, finder, key) for key in ds.list_brain_runs() if key.startswith(f"{finder.key()}__")]
     if finder.key() not in ds.list_brain_runs():
-        return []
+        return sections
     config = ds.get_brain_info(finder.key()).config
     listed = config.summary.get("slice_list", [])
     items = [{"slice": s["slice"], "text": _slice_text(s)} for s in listed[:SHOWN]]
-    sections = [{"name": finder.name, "title": "Failure slices", "kind": "slice", "open": len(listed),
-                 "items": items}]
+    sections.insert(0, {"name": finder.name, "title": "Failure slices", "kind": "slice", "open": len(listed),
+                        "items": items})
     field, prediction = review._label_field(ds, None), config.settings.get("prediction_field")
     if ds.has_field("error_kind") and prediction and ds.has_field(prediction):
         wrong = ds.match(F("error_kind") == "label")
@@ -325,9 +327,18 @@ def _slice_sections(ds: Any, finder: Finder) -> list[dict[str, Any]]:
     return sections
 
 
-def _slice_text(s: dict[str, Any]) -> str:
+def _box_slices(ds: Any, finder: Finder, key: str) -> dict[str, Any]:
+    """A detector's failure slices over the boxes of one field (Show opens the slice's patches view)."""
+    config = ds.get_brain_info(key).config
+    field, listed = config.patches_field, config.summary.get("slice_list", [])
+    return {"name": f"{finder.name}_{key}", "title": f"Failure slices of the boxes of {field}", "kind": "slice",
+            "open": len(listed), "items": [{"slice": s["slice"], "patches": field, "text": _slice_text(s, "boxes")}
+                                           for s in listed[:SHOWN]]}
+
+
+def _slice_text(s: dict[str, Any], rows: str = "samples") -> str:
     lift = "no errors in" if s["lift"] is None else f"{s['lift']:.1f}x"
-    text = (f"slice {s['slice']}: {s['size']} samples, {s['error_rate']:.0%} errors ({lift} the rest), "
+    text = (f"slice {s['slice']}: {s['size']} {rows}, {s['error_rate']:.0%} errors ({lift} the rest), "
             f"**{s['label']}** → **{s['prediction']}**")
     return text + (f"; {s['description']}" if s["description"] else "")
 

@@ -92,20 +92,30 @@ MISSING_TAG = "missing-label"
 MISSING_VIEW = "lookalike-missing-labels"
 
 
-def detector_probs(ctx: Context, field: str, classes: list[str], missing_confidence: float
-                   ) -> tuple[np.ndarray, list[str]]:
-    """Class probabilities of the rows (boxes) from a detector's Detections ``field``: each labelled box's matched
-    prediction (:func:`lookalike.box_match.match_predictions`) as its confidence on the predicted class, the
-    rest spread evenly (NaN where none matched: no evidence); and the label ids of confident predictions that
-    match no labelled box."""
+@dataclass
+class DetectorMatch:
+    """A detector's boxes matched to the rows (labelled boxes) of a patch run: per row, the class and confidence
+    of its matched prediction (None, NaN: the detector missed it); the label ids and confidences of predictions
+    that match no labelled box."""
+
+    label: list[str | None]
+    confidence: np.ndarray
+    unmatched: list[str]
+    unmatched_confidence: np.ndarray
+
+
+def match_detector(ctx: Context, field: str) -> DetectorMatch:
+    """The predictions of a detector's Detections ``field`` matched to the boxes of ``ctx`` (a patch run) by
+    :func:`lookalike.box_match.match_predictions`; a one-line error where the field is not such a field."""
     import fiftyone as fo
 
     from ..box_match import match_predictions
 
     root = ctx.dataset
     if not root.has_field(field) or getattr(root.get_field(field), "document_type", None) is not fo.Detections:
-        raise ConfigError(f"prediction_field {field!r}: with patches it must be a Detections field of a detector's "
-                          f"boxes in dataset {root.name!r}")
+        found = "no such field" if not root.has_field(field) else "not a Detections field"
+        raise ConfigError(f"prediction_field {field!r} of dataset {root.name!r}: {found}; over boxes it must be a "
+                          "Detections field of a detector's boxes")
     sample_ids, ids, names, boxes, confidences = ctx.collection.values(
         ["id", *(f"{field}.detections.{p}" for p in ("id", "label", "bounding_box", "confidence"))])
     flat = [(sid, i, n, b, 1.0 if c is None else float(c))
@@ -115,13 +125,24 @@ def detector_probs(ctx: Context, field: str, classes: list[str], missing_confide
     matching = match_predictions(table["sample_id"], np.array([b or [0, 0, 0, 0] for b in table["box"]]),
                                  [f[0] for f in flat], np.array([f[3] for f in flat]).reshape(-1, 4),
                                  np.array([f[4] for f in flat]))
-    out = np.full((len(table["id"]), len(classes)), np.nan, np.float32)
-    for row, p in enumerate(matching.matched):
-        if p >= 0 and flat[p][2] in classes:
-            c = flat[p][4]
+    return DetectorMatch(label=[flat[p][2] if p >= 0 else None for p in matching.matched],
+                         confidence=np.array([flat[p][4] if p >= 0 else np.nan for p in matching.matched]),
+                         unmatched=[flat[p][1] for p in matching.unmatched],
+                         unmatched_confidence=np.array([flat[p][4] for p in matching.unmatched]))
+
+
+def detector_probs(ctx: Context, field: str, classes: list[str], missing_confidence: float
+                   ) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities of the rows (boxes) from a detector's Detections ``field``: each labelled box's matched
+    prediction (:func:`match_detector`) as its confidence on the predicted class, the rest spread evenly (NaN
+    where none matched: no evidence); and the label ids of confident predictions that match no labelled box."""
+    match = match_detector(ctx, field)
+    out = np.full((len(match.label), len(classes)), np.nan, np.float32)
+    for row, (name, c) in enumerate(zip(match.label, match.confidence, strict=True)):
+        if name in classes:
             out[row] = (1 - c) / max(1, len(classes) - 1)
-            out[row, classes.index(flat[p][2])] = c
-    missing = [flat[p][1] for p in matching.unmatched if flat[p][4] >= missing_confidence]
+            out[row, classes.index(name)] = c
+    missing = [i for i, c in zip(match.unmatched, match.unmatched_confidence, strict=True) if c >= missing_confidence]
     return out, missing
 
 

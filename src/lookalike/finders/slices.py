@@ -2,7 +2,12 @@
 samples where the model fails far more often than elsewhere (``slice``: 0, 1, ... most harmful first, -1 none;
 ``slice_score``: the model's error rate around the sample; the flag ``in_slice``; a saved view per slice,
 ``lookalike-slice-N``), and whose mistake each error is (``error_kind``: label, model or ambiguous). The
-method is :mod:`lookalike.failure_slices`."""
+method is :mod:`lookalike.failure_slices`.
+
+Over the boxes of a patch run the rows are the labelled boxes and the model is a detector: its boxes are
+matched to them by IoU (:func:`.mislabels.match_detector`), so a labelled box is predicted right, as another
+class, or ``(missed)``; its boxes that match no labelled one are its false positives, counted and saved as a
+patches view (they have no vectors of their own to slice)."""
 
 from __future__ import annotations
 
@@ -18,13 +23,15 @@ from ..exceptions import ConfigError, LookalikeError
 from ..failure_slices import DEFAULT_K, DEFAULT_MAX_SLICES, DEFAULT_MIN_SIZE, KINDS, error_kinds, find_slices
 from ..label_issues import DEFAULT_K as GRAPH_K
 from .base import Finder, Findings, Option, Record
-from .mislabels import class_labels
+from .mislabels import class_labels, match_detector
 
 if TYPE_CHECKING:
     from ..context import Context
     from ..embedding import Progress
 
-SLICE_VIEW = "lookalike-slice"  # + "-N": one saved view per slice
+SLICE_VIEW = "lookalike-slice"  # + "-N": one saved view per slice (over boxes, + "-N-FIELD")
+FALSE_POSITIVE_VIEW = "lookalike-false-positives"  # + "-FIELD": a detector's boxes that match no labelled one
+MISSED = "(missed)"  # what a detector "predicted" for a labelled box it matched no box to
 MOST_SLICES = 50  # views a run may save (and a rerun or cleanup removes)
 DEFAULT_VOCAB = Path(__file__).resolve().parent.parent / "vocab" / "slices.txt"
 DESCRIBED_BY = 3  # phrases in a slice's description
@@ -70,12 +77,14 @@ class Slices(Finder):
     review = "slice"
     app_panel = "lookalike_review"
     help = "find groups of look-alike samples where a model's predictions fail, and whose mistake each error is"
+    on_boxes = True
     score_field = "slice_score"
     flag_field = "in_slice"
     score_doc = ("0..1, the model's error rate among the sample and its k nearest evaluated samples (the flag "
                  "in_slice: a member of a failure slice)")
     options = (
-        Option("prediction_field", str, None, "the model's predictions: a Classification field"),
+        Option("prediction_field", str, None, "the model's predictions: a Classification field (with --patches: "
+               "a Detections field of a detector's boxes, matched to the labelled ones by IoU)"),
         Option("k", int, DEFAULT_K, "nearest evaluated samples whose errors make a sample's score", minimum=2),
         Option("min_size", int, DEFAULT_MIN_SIZE, "the fewest samples a slice has", minimum=2),
         Option("max_slices", int, DEFAULT_MAX_SLICES, f"the most slices kept (at most {MOST_SLICES})", minimum=1),
@@ -91,11 +100,9 @@ class Slices(Finder):
         if options["vocab"] and not Path(options["vocab"]).is_file():
             raise ConfigError(f"vocab {options['vocab']!r} is not a file")
 
-    def extra_fields(self, patches: str | None = None) -> tuple[str, ...]:
-        return ("slice", "error_kind")
-
     def extra_views(self, patches: str | None = None) -> tuple[str, ...]:
-        return tuple(f"{SLICE_VIEW}-{n}" for n in range(MOST_SLICES))
+        views = tuple(slice_view(n, patches) for n in range(MOST_SLICES))
+        return views if patches is None else (*views, f"{FALSE_POSITIVE_VIEW}-{patches}")
 
     def compute(self, ctx: Context, progress: Progress | None = None, **options: Any) -> Findings:
         import fiftyone as fo
@@ -106,7 +113,7 @@ class Slices(Finder):
 
         classes, labels = class_labels(ctx)
         field = options["prediction_field"]
-        predicted = _predictions(ctx, field)
+        predicted, false_positives = _predictions(ctx, field)
         names = classes + sorted({p for p in predicted if p is not None and p not in classes})
         code = {c: i for i, c in enumerate(names)}
         predictions = np.array([code[p] if p is not None else -1 for p in predicted], dtype=np.int64)
@@ -125,11 +132,17 @@ class Slices(Finder):
         summary: dict[str, Any] = {"prediction_field": field, "evaluated": len(ids),
                                    "left_out": len(ctx.ids) - len(ids), "errors": int(errors.sum()),
                                    "error_rate": float(errors.mean()), "slices": 0}
+        arrays = {}
+        if ctx.patches is not None:  # how a detector's errors split
+            missed = guess == code.get(MISSED, -1)
+            summary.update(patches=ctx.patches, missed=int(missed.sum()), wrong_class=int((errors & ~missed).sum()),
+                           false_positives=len(false_positives))
+            arrays["false_positives"] = np.array(false_positives, dtype=object)
         if not errors.any() or len(ids) < 3:
             summary["reason"] = ("no errors: every prediction matches its label" if not errors.any() else
                                  f"only {len(ids)} evaluated samples")
             return Findings(finder=self.name, ids=ids, scores=empty, flags=empty.astype(bool), summary=summary,
-                            fields={"slice": (fo.IntField, dict.fromkeys(ids, -1)),
+                            arrays=arrays, fields={"slice": (fo.IntField, dict.fromkeys(ids, -1)),
                                     "error_kind": (fo.StringField, dict.fromkeys(ids))})
         config = ctx.config
         k = min(options["k"], len(ids) - 1)
@@ -137,9 +150,9 @@ class Slices(Finder):
             vectors, k, config.index.exact_graph_max, config.index.graph_precision, engine_of(config))
         result = find_slices(vectors, graph, errors, truth, guess, options["min_size"], options["max_slices"])
         # Whose mistake: the whole run's neighbours vote (a test sample's training neighbours count).
-        whole = Context.of(ctx.dataset, ctx.model, config) if ctx.is_view else ctx
+        whole = Context.of(ctx.dataset, ctx.model, config, ctx.patches) if ctx.is_view else ctx
         position = {sid: n for n, sid in enumerate(whole.ids)}
-        every = predicted if whole is ctx else _predictions(whole, field)
+        every = predicted if whole is ctx else _predictions(whole, field)[0]
         whole_labels, whole_guesses = (np.array([code.get(c, -1) if c is not None else -1 for c in column])
                                        for column in (whole.table["label"], every))
         kinds = error_kinds(whole.graph(GRAPH_K), whole_labels, whole_guesses, np.array([position[i] for i in ids]))
@@ -147,7 +160,8 @@ class Slices(Finder):
         table = ctx.table
 
         def member(m: int) -> dict[str, Any]:
-            return {"id": ids[m], "filepath": table["filepath"][evaluated[m]], "label": names[truth[m]],
+            box = {} if ctx.patches is None else {"sample_id": table["sample_id"][evaluated[m]]}
+            return {"id": ids[m], **box, "filepath": table["filepath"][evaluated[m]], "label": names[truth[m]],
                     "prediction": names[guess[m]], "error_kind": kinds[m] or None, "score": float(result.rate[m])}
 
         records = [FailureSlice(
@@ -162,21 +176,32 @@ class Slices(Finder):
         fields = {"slice": (fo.IntField, dict(zip(ids, result.slice.tolist(), strict=True))),
                   "error_kind": (fo.StringField, {i: k or None for i, k in zip(ids, kinds, strict=True)})}
         return Findings(finder=self.name, ids=ids, scores=result.rate, flags=result.slice >= 0, records=records,
-                        summary=summary, fields=fields)
+                        summary=summary, fields=fields, arrays=arrays)
 
     def after_write(self, ctx: Context, findings: Findings) -> None:
-        """A saved view per slice, most typical first; views of slices a rerun no longer makes go."""
+        """A saved view per slice, most typical first (over boxes, a patches view); views of slices a rerun no
+        longer makes go. Over boxes, a detector's false positives as a patches view, most confident first."""
+        boxes, ds = ctx.patches, ctx.dataset
         for record in findings.records:
-            ctx.dataset.save_view(f"{SLICE_VIEW}-{record.slice}",
-                                  ctx.dataset.select([m["id"] for m in record.members], ordered=True), overwrite=True)
+            members = [m["id"] for m in record.members]
+            view = ds.select(members, ordered=True) if boxes is None else ds.select_labels(
+                ids=members, fields=boxes).to_patches(boxes).select(members, ordered=True)
+            ds.save_view(slice_view(record.slice, boxes), view, overwrite=True)
         for n in range(len(findings.records), MOST_SLICES):
-            if ctx.dataset.has_saved_view(f"{SLICE_VIEW}-{n}"):
-                ctx.dataset.delete_saved_view(f"{SLICE_VIEW}-{n}")
+            if ds.has_saved_view(slice_view(n, boxes)):
+                ds.delete_saved_view(slice_view(n, boxes))
+        if boxes is not None:
+            field = findings.summary["prediction_field"]
+            wrong = [str(i) for i in findings.arrays.get("false_positives", [])]
+            ds.save_view(f"{FALSE_POSITIVE_VIEW}-{boxes}", ds.select_labels(ids=wrong, fields=field).to_patches(
+                field).sort_by(f"{field}.confidence", reverse=True), overwrite=True)
 
     def json(self, findings: Findings, everything: bool = False) -> Any:
+        s = findings.summary
+        detector = {k: s[k] for k in ("missed", "wrong_class", "false_positives") if k in s}
         return {"slices": [r.to_dict() for r in findings.records],
-                "error_kinds": findings.summary.get("error_kinds", _count(np.array([], dtype=object))),
-                "error_kinds_per_class": findings.summary.get("error_kinds_per_class", {})}
+                "error_kinds": s.get("error_kinds", _count(np.array([], dtype=object))),
+                "error_kinds_per_class": s.get("error_kinds_per_class", {}), **detector}
 
     def table(self, findings: Findings, limit: int) -> str:
         s = findings.summary
@@ -194,13 +219,22 @@ class Slices(Finder):
         lines.append(f"{s['slices']} failure slices among {s['evaluated']} evaluated samples ({s['errors']} errors, "
                      f"rate {s['error_rate']:.3f}; {s['left_out']} without a label or prediction left out); errors: "
                      f"{k['label']} likely wrong labels, {k['model']} model errors, {k['ambiguous']} ambiguous "
-                     f"(field 'error_kind'; views {SLICE_VIEW}-N)")
+                     f"(field 'error_kind'; views {slice_view('N', s.get('patches'))})")
+        if "missed" in s:
+            lines.append(f"detector: {s['missed']} labelled boxes missed, {s['wrong_class']} of another class, "
+                         f"{s['false_positives']} of its boxes match no labelled one "
+                         f"(view {FALSE_POSITIVE_VIEW}-{s['patches']})")
         return "\n".join(lines)
 
     def message(self, findings: Findings) -> str:
         s = findings.summary
         return (f"{s['slices']} failure slices among {s['evaluated']} samples" if "reason" not in s
                 else f"no slices: {s['reason']}")
+
+
+def slice_view(n: int | str, patches: str | None = None) -> str:
+    """The saved view of slice ``n``: of samples, or (a patches view) of the boxes of ``patches``."""
+    return f"{SLICE_VIEW}-{n}" if patches is None else f"{SLICE_VIEW}-{n}-{patches}"
 
 
 def _times(lift: float | None) -> str:
@@ -211,21 +245,27 @@ def _count(kinds: np.ndarray) -> dict[str, int]:
     return {k: int(np.count_nonzero(kinds == k)) for k in KINDS}
 
 
-def _predictions(ctx: Context, field: str) -> list[str | None]:
-    """The predicted class of each row (``ctx.ids`` order) from a Classification field; a one-line error where
-    the field is missing or of another kind."""
+def _predictions(ctx: Context, field: str) -> tuple[list[str | None], list[str]]:
+    """The predicted class of each row (``ctx.ids`` order) from a Classification field, or over boxes from a
+    detector's Detections field (:data:`MISSED` where it matched no box to the row), and the detector's boxes
+    that match no labelled one (none for a classifier); a one-line error where the field is missing or of
+    another kind."""
     import fiftyone as fo
 
     from ..datasets import values_in_order
 
+    if ctx.patches is not None:
+        match = match_detector(ctx, field)
+        return [MISSED if name is None else name for name in match.label], match.unmatched
     root = ctx.dataset
     kind = getattr(root.get_field(field), "document_type", None) if root.has_field(field) else None
     if kind is not fo.Classification:
         found = "no such field" if not root.has_field(field) else f"a {getattr(kind, '__name__', 'non-label')} field"
         raise ConfigError(f"prediction_field {field!r} of dataset {root.name!r}: {found}; slices need a "
-                          "Classification field of a model's predictions (over boxes they are not built yet)")
+                          "Classification field of a model's predictions (a detector's boxes: run on the patches "
+                          "of the labelled boxes, --patches FIELD)")
     (predicted,) = values_in_order(ctx.collection, [f"{field}.label"], ctx.ids)
-    return list(predicted)
+    return list(predicted), []
 
 
 def _descriptions(ctx: Context, vectors: np.ndarray, slices: list[Any], vocab: str | None) -> list[str]:
