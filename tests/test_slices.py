@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -172,7 +173,8 @@ def test_a_detectors_failures_over_boxes(tmp_path: Path, dataset_name: str,
     folder = tmp_path / "images"
     folder.mkdir()
     places = ([0.05, 0.05, 0.3, 0.3], [0.55, 0.55, 0.3, 0.3])
-    samples, planted = [], {"slice": [], "wrong": [], "false": []}
+    samples: list[Any] = []
+    planted: dict[str, list[str]] = {"slice": [], "wrong": [], "false": []}
     for n in range(len(rows) // 2):
         path = folder / f"{n:03d}.png"
         Image.new("RGB", (32, 32), (n, 0, 0)).save(path)
