@@ -150,7 +150,7 @@ def embed(
     if isinstance(model, str) or model is None:
         embedder = get_embedder(model or config.embed.model, pretrained=pretrained or config.embed.pretrained,
                                 image_size=image_size or config.embed.image_size, device=config.embed.device,
-                                precision=config.embed.precision)
+                                precision=config.embed.precision, normalize=config.embed.normalize)
     else:
         embedder = model
     home = config.index.home_path()

@@ -60,15 +60,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     config = _config(args, embed={"model": args.model, "pretrained": args.pretrained, "image_size": args.image_size,
                                   "batch_size": args.batch_size, "device": args.device,
-                                  "precision": args.precision, "patches": args.patches, "margin": args.margin})
+                                  "precision": args.precision, "patches": args.patches, "margin": args.margin,
+                                  "normalize": args.normalize})
     imported = args.vectors or args.from_field
     if imported and args.margin is not None:
         raise ConfigError("--margin crops boxes for a model; imported vectors have none")
     if not imported and (args.ids or args.model_name):
         raise ConfigError("--ids and --model-name go with --vectors or --from-field")
-    if imported and (args.model or args.pretrained or args.image_size):
-        raise ConfigError("imported vectors have no model: --model, --pretrained and --image-size do not apply "
-                          "(name the run with --model-name)")
+    if imported and (args.model or args.pretrained or args.image_size or args.normalize):
+        raise ConfigError("imported vectors have no model: --model, --pretrained, --image-size and --normalize do "
+                          "not apply (name the run with --model-name)")
     if imported:
         with _bar("thumbnails") as progress:
             s = import_vectors(args.name, args.vectors, args.ids, from_field=args.from_field,
@@ -161,11 +162,17 @@ def cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
+MODEL_HELP = {"clip": ":ARCH  (any open_clip architecture, e.g. clip:ViT-B-32)",
+              "timm": ":ARCH  (any timm architecture, e.g. timm:resnet50, timm:vit_small_patch14_dinov2.lvd142m)",
+              "torchscript": ":PATH  (your own model, saved with torch.jit.save)",
+              "python": ":MODULE:FUNCTION  (your own model: a function returning a torch.nn.Module)"}
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models
 
     for name in list_models():
-        print(name + (":ARCH  (any open_clip architecture, e.g. clip:ViT-B-32)" if name == "clip" else ""))
+        print(name + MODEL_HELP.get(name, ""))
     return 0
 
 
@@ -220,9 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("embed", help="embed a dataset and index it in Qdrant")
     sp.add_argument("name", help="FiftyOne dataset name")
-    sp.add_argument("--model", help="clip:ARCH, efficientnet-lite0, ... (`lookalike models`; default clip:ViT-B-32)")
-    sp.add_argument("--pretrained", help="open_clip pretrained tag or a local checkpoint file")
-    sp.add_argument("--image-size", type=int, help="input size for models that take one (efficientnet-lite0)")
+    sp.add_argument("--model", help="clip:ARCH, timm:ARCH, torchscript:PATH, python:MODULE:FUNCTION, "
+                    "efficientnet-lite0 (`lookalike models`; default clip:ViT-B-32)")
+    sp.add_argument("--pretrained", help="open_clip / timm pretrained tag, a local checkpoint file, or random")
+    sp.add_argument("--image-size", type=int, help="input size for models that take one (timm, efficientnet-lite0, "
+                    "your own)")
+    sp.add_argument("--normalize", choices=["imagenet", "clip", "half", "none"],
+                    help="input normalisation of your own model (torchscript:, python:; default imagenet)")
     sp.add_argument("--batch-size", type=int)
     sp.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: GPU when present)")
     sp.add_argument("--precision", choices=["auto", "fp32", "bf16"],

@@ -54,6 +54,9 @@ class EmbedConfig:
     # fp32, bf16 or auto (bf16 where the device runs it fast: AMX CPUs, GPUs). fp32 by default: bf16 vectors
     # are faithful (cosine >= 0.99) but not equal, and get their own cache and collection.
     precision: str = "fp32"
+    # The input normalisation of a user's own model (torchscript:PATH, python:MODULE:FUNCTION): imagenet (their
+    # default), clip, half (0.5 / 0.5) or none. Other models bring their own preprocessing.
+    normalize: str | None = None
     # A Detections field whose boxes are the rows (each box cropped and embedded; None: whole images), and the
     # context kept around each box: a share of its width and height on every side.
     patches: str | None = None

@@ -69,7 +69,7 @@ def choose_embedder(config: Config, say: Callable[[str], None] = print) -> Embed
     e = config.embed
     try:
         return get_embedder(e.model, pretrained=e.pretrained, image_size=e.image_size, device=e.device,
-                            precision=e.precision)
+                            precision=e.precision, normalize=e.normalize)
     except UnknownModelError:
         raise
     except ModelError as err:

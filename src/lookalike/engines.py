@@ -191,8 +191,7 @@ class _Embed:
 
         torch.set_num_threads(threads)
 
-        self.embedder = get_embedder(spec["name"], pretrained=spec.get("pretrained"),
-                                     image_size=spec.get("image_size"), precision=precision)
+        self.embedder = get_embedder(**spec, precision=precision)
         if self.embedder.key != key:
             raise LookalikeError(f"a Ray worker built model {self.embedder.key}, not {key}: its weights differ")
 

