@@ -39,7 +39,7 @@ def test_a_timm_checkpoint_gives_its_models_pooled_features(tmp_path: Path) -> N
     batch = torch.stack([embedder.preprocess(im) for im in images])
     assert batch.shape == (3, 3, 64, 64)
     with torch.inference_mode():
-        expected = model.forward_head(model.forward_features(batch), pre_logits=True).numpy()
+        expected = model.forward_head(model.forward_features(batch), pre_logits=True).numpy()  # type: ignore[operator]
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(embedder.embed_pil(images), expected, atol=1e-4)
     assert embedder.spec == {"name": f"timm:{ARCH}", "pretrained": str(checkpoint), "image_size": 64}
