@@ -385,3 +385,18 @@ def test_slices_operator_lists_a_failure_slice_in_the_panel_and_shows_it(app: tu
     page.locator('[data-cy="entry-counts"]').get_by_text(re.compile(f"^{len(members)} samples?$")).wait_for()
     _shot(page, "app-failure-slice")
     assert set(_grid_ids(page)) == set(members)
+
+    # The Embeddings panel colours the slice's map by whose mistake each error is.
+    from lookalike.finders.map import MAP_BRAIN_KEY
+
+    _run_operator(page, "lookalike: compute the map", re.compile(r"^\d+ clusters; brain key lookalike_map$"))
+    _dismiss_cards(page)
+    page.get_by_text(MAP_BRAIN_KEY, exact=True).click()
+    page.get_by_text("Color by").click()
+    page.locator('[role="option"], li').get_by_text("error_kind", exact=True).click()
+    kinds = ds.select(members).count_values("error_kind")
+    for kind, n in kinds.items():  # the plot's legend: each kind among the slice's errors, with its count
+        page.locator(".emb-legend-row", has=page.get_by_text(kind, exact=True)).locator(
+            ".emb-legend-count").get_by_text(str(n), exact=True).wait_for()
+    page.get_by_text(f"{len(members)} points", exact=True).wait_for()
+    _shot(page, "app-failure-slice-map")
