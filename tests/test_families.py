@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -162,7 +163,8 @@ def test_hugging_face_models_from_a_local_directory(tmp_path: Path, monkeypatch:
     import lookalike.families as families
 
     torch.manual_seed(0)
-    tiny = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    tiny: dict[str, Any] = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                            "num_attention_heads": 2}
     clip = CLIPModel(CLIPConfig(vision_config={**tiny, "image_size": 32, "patch_size": 8},
                                 text_config={**tiny, "vocab_size": 99}, projection_dim=16)).eval()
     clip.save_pretrained(tmp_path / "clip")
