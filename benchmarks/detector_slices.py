@@ -1,6 +1,6 @@
 """A detector's failure slices over boxes: lookalike's ``slices --patches`` against the peers of
 benchmarks/slices.py (k-means / HDBSCAN over the errors, k-means over every box ranked by error rate, Domino's
-error-aware mixture where it installs), on the same box vectors and the same errors, in one run.
+error-aware mixture and sliceguard where they install), on the same box vectors and the same errors, in one run.
 
     python benchmarks/detector_slices.py [--sets fashion-on-textile digits-on-photos] [--seeds 0 1]
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from common import cpu, write_results
 from objects import FIELD, SETS, build
-from slices import MAX_SLICES, METHODS, domino_slicer, precision_at
+from slices import MAX_SLICES, methods_here, precision_at
 
 SMALL_SHARE = 0.4
 FAILS = 0.8
@@ -99,7 +99,7 @@ def main() -> None:
     import lookalike
 
     print(f"CPU: {cpu()}; EfficientNet-Lite0 at 112 px, fp32")
-    peers = {k: v for k, v in METHODS.items() if k != "lookalike" and (domino_slicer() or "Domino" not in k)}
+    peers = {k: v for k, v in methods_here().items() if k != "lookalike"}
     results: list[dict[str, Any]] = []
     for name in args.sets:
         root, _ = build(name, args.scenes)

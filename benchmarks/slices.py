@@ -29,9 +29,13 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import json
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -254,13 +258,55 @@ def domino(v: np.ndarray, errors: np.ndarray, labels: np.ndarray, preds: np.ndar
             for j in range(probs.shape[1])]
 
 
+# sliceguard pins web-server packages that would replace the FiftyOne App's: it runs in a virtual environment of its
+# own, made by `python -m venv benchmarks/.cache/sliceguard-venv && benchmarks/.cache/sliceguard-venv/bin/pip install
+# sliceguard`.
+SLICEGUARD_PYTHON = Path(__file__).resolve().parent / ".cache" / "sliceguard-venv" / "bin" / "python"
+SLICEGUARD_RUN = """
+import json, sys
+import numpy as np, pandas as pd
+from sklearn.metrics import accuracy_score
+from sliceguard import SliceGuard
+d = np.load(sys.argv[1])
+frame = pd.DataFrame({"y": d["labels"], "y_pred": d["preds"], "emb": np.arange(len(d["labels"]))})
+issues = SliceGuard().find_issues(frame, ["emb"], "y", "y_pred", accuracy_score, n_slices=%d, criterion="drop",
+                                  feature_types={"emb": "embedding"}, precomputed_embeddings={"emb": d["v"]})
+json.dump([[int(r) for r in issue["rows"]] for issue in issues], open(sys.argv[2], "w"))
+"""
+
+
+def sliceguard(v: np.ndarray, errors: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> list[np.ndarray]:
+    """sliceguard's ``find_issues`` on the embeddings (its hierarchical clustering, slices ranked by their drop in
+    accuracy, at most 10), in its own environment; rows ranked by nearness to the slice's centre."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "in.npz", Path(tmp) / "out.json"
+        np.savez(data, v=v, labels=labels, preds=preds)
+        subprocess.run([str(SLICEGUARD_PYTHON), "-c", SLICEGUARD_RUN % MAX_SLICES, str(data), str(out)], check=True,
+                       capture_output=True)
+        found = json.loads(out.read_text())
+    return [_by_centre(v, np.array(rows)) for rows in found if rows]
+
+
 METHODS: dict[str, Callable[..., list[np.ndarray]]] = {
     "lookalike": ours,
     "k-means over errors (by size)": kmeans_errors,
     "HDBSCAN over errors (by size)": hdbscan_errors,
     "k-means over all, by error rate": kmeans_error_rate,
     "Domino (error-aware mixture)": domino,
+    "sliceguard": sliceguard,
 }
+
+
+def methods_here() -> dict[str, Callable[..., list[np.ndarray]]]:
+    """The methods that run on this machine (a peer left out says how to install it)."""
+    here = dict(METHODS)
+    if domino_slicer() is None:
+        print("Domino left out: not installed (pip install --no-deps domino==0.1.5)")
+        del here["Domino (error-aware mixture)"]
+    if not SLICEGUARD_PYTHON.is_file():
+        print(f"sliceguard left out: no {SLICEGUARD_PYTHON} (see SLICEGUARD_PYTHON in benchmarks/slices.py)")
+        del here["sliceguard"]
+    return here
 
 
 def precision_at(found: list[np.ndarray], planted: np.ndarray) -> float:
@@ -296,9 +342,7 @@ def main() -> None:
     args = p.parse_args()
     print(f"CPU: {cpu()}")
     results: list[dict[str, Any]] = []
-    if domino_slicer() is None:
-        print("Domino left out: not installed (pip install --no-deps domino==0.1.5)")
-        del METHODS["Domino (error-aware mixture)"]
+    methods = methods_here()
     for name in args.sets:
         for seed in args.seeds:
             s = planted_set(name, seed)
@@ -318,7 +362,7 @@ def main() -> None:
                 print(f"\n{name} seed {seed} {variant}: {len(rows)} test rows, error rate {errors.mean():.3f}; planted "
                       + ", ".join(f"{k} ({len(pl)} rows, error rate {r:.2f})"
                                   for k, pl, r in zip(s.kinds, planted, rates, strict=True)))
-                for method, find in METHODS.items():
+                for method, find in methods.items():
                     t = time.perf_counter()
                     found = find(s.vectors[rows], errors, s.labels[rows], p_test)
                     seconds = time.perf_counter() - t
@@ -338,7 +382,7 @@ def main() -> None:
     for key, title in (("mean", "every planted slice"),
                        ("mean_failing", f"the planted slices the model fails on (error rate >= {FAILING})")):
         print(f"\nmean precision@10 over seeds and variants, {title}:")
-        for method in METHODS:
+        for method in methods:
             rows_ = [r for r in results if r.get("method") == method and r[key] is not None]
             per_set = {n: np.mean([r[key] for r in rows_ if r["set"] == n]) for n in args.sets}
             print(f"  {method:<34} " + "  ".join(f"{n} {v:.3f}" for n, v in per_set.items()))
