@@ -21,6 +21,7 @@ os.environ["FIFTYONE_DATABASE_DIR"] = str(_ROOT / "db")
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["LOOKALIKE_HOME"] = str(_ROOT / "lookalike")
+os.environ["LOOKALIKE_WARM_SECONDS"] = "0"  # no warm process outlives a test (tests/test_warm.py turns it on)
 for var in ("LOOKALIKE_MODEL", "LOOKALIKE_QDRANT_URL", "LOOKALIKE_QDRANT_API_KEY", "LOOKALIKE_DEVICE"):
     os.environ.pop(var, None)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import warm
 from .config import Config, load_config
 from .exceptions import LookalikeError
 from .finders.base import Option
@@ -325,14 +327,32 @@ class _Stderr(logging.StreamHandler):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. From the shell (``argv`` None), a quick query is answered by a warm process where one
+    is up, and leaves one behind where none was (:mod:`lookalike.warm`)."""
     args = build_parser().parse_args(argv)
+    _logging(args.verbose)
+    if argv is None and args.command in warm.WARM_COMMANDS and warm.seconds() > 0:
+        environ, path = dict(os.environ), warm.socket_path()
+        answered = warm.ask(sys.argv[1:], path)
+        if answered is not None:
+            return answered
+        rc = _run(args)
+        warm.start(path, environ)
+        return rc
+    return _run(args)
+
+
+def _logging(verbose: bool) -> None:
     ours = logging.getLogger("lookalike")  # FiftyOne configures its own loggers; leave them be
     if not any(isinstance(h, _Stderr) for h in ours.handlers):  # main() called again in one process adds none
         handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         ours.addHandler(handler)
-    ours.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    ours.setLevel(logging.INFO if verbose else logging.WARNING)
     ours.propagate = False
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except LookalikeError as e:
