@@ -149,3 +149,31 @@ def test_two_stage_top_k_equals_torch_top_k() -> None:
         np.testing.assert_array_equal(values.numpy(), expected.values.numpy())
         np.testing.assert_array_equal(cols.numpy(), expected.indices.numpy())
         assert cols[7, 0] == columns - 3
+
+
+def test_the_same_vectors_give_the_same_graph_whatever_the_path_and_threads() -> None:
+    """bf16 candidates re-scored, fp32 products, 1 or 2 threads, exact or approximate search of the same rows:
+    one graph, bit for bit; ties (copies of a row) ordered by row number."""
+    import torch
+
+    from lookalike.graph import approximate_knn
+
+    rng = np.random.default_rng(6)
+    v = rng.normal(size=(600, 64)).astype(np.float32)
+    v[100:104] = v[99]  # four copies of row 99: their cosines to any row tie exactly
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    before = torch.get_num_threads()
+    graphs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            graphs += [exact_knn(v, 8, precision=p) for p in ("fp32", "bf16")]
+    finally:
+        torch.set_num_threads(before)
+    for g in graphs[1:]:
+        assert np.array_equal(g.indices, graphs[0].indices) and np.array_equal(g.sims, graphs[0].sims)
+    assert list(graphs[0].indices[99, :4]) == [100, 101, 102, 103]  # the copies, in row order
+    assert list(graphs[0].indices[100, :4]) == [99, 101, 102, 103]
+    approximate = approximate_knn(v, 8, precision="fp32")
+    same = (approximate.indices == graphs[0].indices).all(axis=1)
+    assert np.array_equal(approximate.sims[same], graphs[0].sims[same])  # the rows it finds whole: the same bits
