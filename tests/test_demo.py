@@ -38,3 +38,34 @@ def test_main_job_falls_back_and_finds_same_class_neighbours(tmp_path: Path) -> 
     assert figures["evaluate"]["overall"]["precision_at_k"] > 0.5
     again = run(config=config, say=lines.append)
     assert again["summary"].computed == 0
+
+
+def test_the_main_jobs_findings_are_the_same_whatever_the_threads_and_the_graph_precision(
+        tmp_path: Path) -> None:
+    """The same vectors (the second run reads them from the cache), analysed with 2 threads and the fp32 graph,
+    then 1 thread and the bf16 one (candidates re-scored), the stored graph rebuilt: the same suspects, suggested
+    labels, duplicate groups, clusters and uniqueness."""
+    import shutil
+
+    import fiftyone as fo
+    import torch
+
+    config_file = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    name = "demo-same-findings"
+    found = []
+    before = torch.get_num_threads()
+    try:
+        for threads, precision in ((2, "fp32"), (1, "bf16")):
+            torch.set_num_threads(threads)
+            config = load_config(config_file, {"dataset": {"name": name, "demo_train": 300, "demo_test": 60},
+                                               "embed": {"num_workers": 0},
+                                               "index": {"graph_precision": precision}})
+            shutil.rmtree(config.index.home_path() / "graphs", ignore_errors=True)  # built again, this way
+            run(config=config, say=lambda line: None)
+            ds = fo.load_dataset(name)
+            found.append({f: ds.values(f) for f in ("id", "suspect_label", "suggested_label", "duplicate_group",
+                                                    "cluster", "uniqueness")})
+    finally:
+        torch.set_num_threads(before)
+    assert sum(found[0]["suspect_label"]) > 0  # something to agree on
+    assert found[0] == found[1]
