@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import write_blobs
-from lookalike.embedding import EmbeddingCache, content_hash, embed_files
+from lookalike.embedding import EmbeddingCache, cache_key, content_hash, embed_files
 from lookalike.exceptions import TextNotSupportedError, UnknownModelError
 from lookalike.models import get_embedder, list_models
 
@@ -28,6 +28,19 @@ def test_vectors_are_normalised_float32_and_cached(tmp_path: Path, tiny) -> None
     more = paths + [str(p) for p in write_blobs(tmp_path / "b", "blue", 3, seed=2)]
     grown = embed_files(more, tiny, cache, batch_size=2, num_workers=0)
     assert (grown.computed, grown.cached) == (3, 5)
+
+
+def test_a_decoding_version_bump_embeds_again(tmp_path: Path, tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vectors are cached under the decoding version: when what a file decodes to changes, they are not reused."""
+    import lookalike.images as images
+
+    paths = [str(p) for p in write_blobs(tmp_path / "a", "red", 3, seed=1)]
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    assert embed_files(paths, tiny, cache, batch_size=2, num_workers=0).computed == 3
+    assert embed_files(paths, tiny, cache, batch_size=2, num_workers=0).cached == 3
+    monkeypatch.setattr(images, "DECODING_VERSION", images.DECODING_VERSION + 1)
+    bumped = embed_files(paths, tiny, cache, batch_size=2, num_workers=0)
+    assert (bumped.computed, bumped.cached) == (3, 0)
 
 
 def test_bad_files_are_recorded_and_skipped(tmp_path: Path, tiny) -> None:
@@ -65,7 +78,7 @@ def test_an_interrupted_run_resumes_from_the_cache(tmp_path: Path, tiny) -> None
 
     with pytest.raises(KeyboardInterrupt):
         embed_files(paths, tiny, cache, batch_size=2, num_workers=0, progress=interrupt)
-    assert cache.count(tiny.key) == 2
+    assert cache.count(cache_key(tiny)) == 2
     resumed = embed_files(paths, tiny, cache, batch_size=2, num_workers=0)
     assert (resumed.computed, resumed.cached) == (4, 2)
 

@@ -203,6 +203,14 @@ def cache_image_facts(paths: Sequence[str], hashes: Sequence[str], cache: Embedd
     return errors
 
 
+def cache_key(embedder: Embedder) -> str:
+    """The cache's name for an embedder's vectors: its key (weights, preprocessing, precision) and the decoding
+    version (:data:`lookalike.images.DECODING_VERSION`), so vectors of pixels decoded otherwise are not reused."""
+    from .images import DECODING_VERSION
+
+    return f"{embedder.key}+decoding{DECODING_VERSION}"
+
+
 def embed_files(
     paths: Sequence[str],
     embedder: Embedder,
@@ -288,7 +296,8 @@ def _embed_missing(
     """Fill ``result`` with a vector for every row that has a key (``result.hashes``): from the cache, else
     embedded from ``sources(rows)``, committed batch by batch; rows sharing a key share its vector."""
     keys = result.hashes
-    known = cache.get(embedder.key, [h for h in keys if h]) if cache else {}
+    cached_as = cache_key(embedder)
+    known = cache.get(cached_as, [h for h in keys if h]) if cache else {}
     todo: dict[str, int] = {}  # key -> first row carrying it
     for i, h in enumerate(keys):
         if h is None:
@@ -311,7 +320,7 @@ def _embed_missing(
             new = {row: v for row, v, _, _ in batch if v is not None}
             if cache:  # committed batch by batch: an interrupted run resumes from here
                 cache.put_facts({h: f for row, _, f, _ in batch if f is not None and (h := keys[row])})
-                cache.put(embedder.key, {keys[i] or "": v for i, v in new.items()})
+                cache.put(cached_as, {keys[i] or "": v for i, v in new.items()})
             result.vectors.update(new)
             result.computed += len(new)
             if on_batch:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 MAX_ASPECT = 50  # longest side over shortest beyond which an image is not embedded
+# What a file decodes to, as a version: raise it when open_image's output changes for some file, and the vectors
+# cached from the old pixels are embedded again (they are cached under it) instead of kept stale.
+DECODING_VERSION = 2  # 2: first frame, EXIF upright, 16-bit grey scaled, palette transparency, 1:50 aspect
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
