@@ -417,3 +417,24 @@ def test_an_approximate_graph_logs_its_recall(tmp_path: Path, dataset_name: str,
     found = re.search(r"approximate kNN graph of 60 samples: recall@(\d+) ([\d.]+) against exact search on 60 rows",
                       lookalike_log.text)
     assert found and int(found.group(1)) == 50 and float(found.group(2)) > 0.9
+
+
+def test_precision_auto_is_decided_once_per_run(tree: Path, dataset_name: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timed probe said bf16 is fast when the dataset was first embedded; later, on a busier machine, it says
+    not: the run keeps its bf16 vectors and collection (nothing embedded again), and queries use bf16 too."""
+    import fiftyone as fo
+
+    import lookalike.hardware as hardware
+
+    config = load_config(overrides={"embed": {"precision": "auto"}})
+    load(tree, name=dataset_name)
+    monkeypatch.setattr(hardware, "fast_bf16", lambda device="cpu": True)
+    first = embed(dataset_name, MODEL, config=config)
+    assert first.collection.endswith("-bf16") or "bf16" in first.collection
+    monkeypatch.setattr(hardware, "fast_bf16", lambda device="cpu": False)
+    again = embed(dataset_name, MODEL, config=config)
+    assert again.collection == first.collection and again.computed == 0
+    run = EmbeddingRun.get(fo.load_dataset(dataset_name))
+    assert run.precision == "bf16" and run.embedder(config).precision == "bf16"
+    assert len(fo.load_dataset(dataset_name).info["lookalike"]["runs"]) == 1

@@ -115,6 +115,18 @@ class BoxMatch(Record):
     score: float
 
 
+def _precision(dataset: Any, model: str, patches: str | None, config: Config) -> str:
+    """``embed.precision``; for ``auto``, the choice the dataset's earlier run of this model made, where there is
+    one: a later probe (on a busier machine, say) never moves a dataset to another collection."""
+    if config.embed.precision != "auto":
+        return config.embed.precision
+    try:
+        earlier = EmbeddingRun.get(dataset, model, patches)
+    except NotEmbeddedError:
+        return "auto"
+    return earlier.precision if earlier.model == model and not earlier.imported else "auto"
+
+
 def embed(
     name: str,
     model: str | Embedder | None = None,
@@ -150,7 +162,8 @@ def embed(
     if isinstance(model, str) or model is None:
         embedder = get_embedder(model or config.embed.model, pretrained=pretrained or config.embed.pretrained,
                                 image_size=image_size or config.embed.image_size, device=config.embed.device,
-                                precision=config.embed.precision, normalize=config.embed.normalize)
+                                precision=_precision(dataset, model or config.embed.model, patches, config),
+                                normalize=config.embed.normalize)
     else:
         embedder = model
     home = config.index.home_path()

@@ -63,6 +63,11 @@ class EmbeddingRun:
         return model_key if patches is None else f"{model_key}@{patches}"
 
     @property
+    def precision(self) -> str:
+        """The model's arithmetic in this run (bf16 vectors carry their own key): kept for every later use."""
+        return "bf16" if self.model_key.endswith("-bf16") else "fp32"
+
+    @property
     def rows(self) -> str:
         """What a row is, in words: for messages."""
         return "samples" if self.patches_field is None else f"boxes of {self.patches_field!r}"
@@ -106,7 +111,7 @@ class EmbeddingRun:
         if self.imported:
             raise ModelError(f"the run {self.model!r} holds imported vectors and has no model, so it cannot embed "
                              "an image or a text prompt; query it by sample (--sample, --like with sample ids)")
-        return get_embedder(**self.spec, device=config.embed.device, precision=config.embed.precision)
+        return get_embedder(**self.spec, device=config.embed.device, precision=self.precision)
 
 
 def _latest(patches: str | None) -> str:
