@@ -37,7 +37,7 @@ def test_a_timm_checkpoint_gives_its_models_pooled_features(tmp_path: Path) -> N
     embedder = get_embedder(f"timm:{ARCH}", pretrained=str(checkpoint), image_size=64)
     assert embedder.dim == 512 and embedder.key.startswith(f"timm-{ARCH}-file-") and embedder.key.endswith("64px")
     images = _images(tmp_path)
-    batch = torch.stack([embedder.preprocess(im) for im in images])
+    batch = embedder.prepare(images)
     assert batch.shape == (3, 3, 64, 64)
     with torch.inference_mode():
         expected = model.forward_head(model.forward_features(batch), pre_logits=True).numpy()  # type: ignore[operator]
