@@ -16,7 +16,7 @@ RESULTS = Path(__file__).parent / "results"  # each benchmark's figures, as JSON
 
 
 def cpu() -> str:
-    """This machine's CPU model and whether it has AMX (bf16 fast) or AVX-512: every figure names it."""
+    """This machine's CPU model and its matrix units (AMX, AVX512-BF16: bf16 fast; AVX-512): every figure names it."""
     import platform
 
     try:
@@ -25,7 +25,7 @@ def cpu() -> str:
         return platform.processor() or "unknown CPU"
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
     flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    extras = [f for f in ("avx512f", "amx_bf16") if f in flags]
+    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     return f"{model} ({', '.join(extras) or 'no AVX-512, no AMX'})"
 
 
