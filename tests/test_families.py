@@ -57,14 +57,14 @@ def test_a_timm_checkpoint_gives_its_models_pooled_features(tmp_path: Path) -> N
 
 
 def test_timm_names_and_weights_out_of_reach_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lookalike.families as families
+    import lookalike.models as models
 
     assert {"timm", "torchscript", "python"} <= set(list_models())
     with pytest.raises(UnknownModelError, match="unknown timm architecture 'resnet9000'"):
         get_embedder("timm:resnet9000")
     with pytest.raises(ConfigError, match="timm:ARCH"):
         get_embedder("timm")
-    monkeypatch.setattr(families, "_hub_reachable", lambda endpoint: False)  # as on these machines, for sure
+    monkeypatch.setattr(models, "_hub_reachable", lambda endpoint: False)  # as on these machines, for sure
     t = time.perf_counter()
     with pytest.raises(ModelError) as err:
         get_embedder(f"timm:{ARCH}.a1_in1k")
@@ -160,7 +160,7 @@ def test_hugging_face_models_from_a_local_directory(tmp_path: Path, monkeypatch:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, Dinov2Config, Dinov2Model, ViTImageProcessor
 
-    import lookalike.families as families
+    import lookalike.models as models
 
     torch.manual_seed(0)
     tiny: dict[str, Any] = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -190,7 +190,7 @@ def test_hugging_face_models_from_a_local_directory(tmp_path: Path, monkeypatch:
     random = get_embedder(f"hf:{tmp_path / 'dino'}", pretrained="random")
     assert random.key.endswith("-random") and not np.allclose(random.embed_pil(images), image_only.embed_pil(images))
 
-    monkeypatch.setattr(families, "_hub_reachable", lambda endpoint: False)
+    monkeypatch.setattr(models, "_hub_reachable", lambda endpoint: False)
     t = time.perf_counter()
     with pytest.raises(ModelError) as err:
         get_embedder("hf:nobody/no-such-model")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import ConfigError, ModelError, UnknownModelError
-from .models import Embedder, _file_digest, _hub_reachable, _to_rgb, register_model
+from .models import Embedder, _file_digest, _to_rgb, hub_weights, register_model
 
 if TYPE_CHECKING:
     import torch
@@ -80,24 +80,12 @@ def _timm(arch: str | None, pretrained: str | None, image_size: int | None, devi
 
 
 def _hub_timm(arch: str) -> Any:
-    """timm's pretrained weights for ``arch`` (from the model hub once, then its cache), or a ModelError in one
-    line within seconds where they cannot be had."""
+    """timm's pretrained weights for ``arch`` (from the model hub once, then its cache)."""
     import timm
-    from huggingface_hub import constants
 
-    saved = constants.HF_HUB_OFFLINE
-    offline = not _hub_reachable(constants.ENDPOINT)
-    if offline:
-        constants.HF_HUB_OFFLINE = True  # cached weights still load; a missing download fails at once
-    try:
+    with hub_weights(f"timm:{arch} pretrained weights", "give a local checkpoint with --pretrained PATH, or "
+                     "--pretrained random to test plumbing"):
         return timm.create_model(arch, pretrained=True, num_classes=0)
-    except Exception as err:
-        cause = "no route to the model hub, and not in its local cache" if offline else \
-            (str(err).splitlines() or [type(err).__name__])[0][:200]
-        raise ModelError(f"timm:{arch} pretrained weights cannot be had here ({cause}); give a local checkpoint "
-                         "with --pretrained PATH, or --pretrained random to test plumbing") from err
-    finally:
-        constants.HF_HUB_OFFLINE = saved
 
 
 def _load_checkpoint(model: torch.nn.Module, path: str, name: str) -> None:
@@ -143,25 +131,13 @@ def _rgb_first(transform: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _hf(arch: str | None, pretrained: str | None, image_size: int | None, device: str) -> Embedder:
     import torch
-    from huggingface_hub import constants
 
     if not arch:
         raise ConfigError("hf needs a model: hf:MODEL_ID (a hub id such as facebook/dinov2-small, or a local "
                           "directory written by save_pretrained)")
     local = Path(arch).is_dir()
-    saved = constants.HF_HUB_OFFLINE
-    offline = not local and not _hub_reachable(constants.ENDPOINT)
-    if offline:
-        constants.HF_HUB_OFFLINE = True  # cached models still load; a missing download fails at once
-    try:
+    with hub_weights(f"hf:{arch}", "give a local directory written by save_pretrained (hf:/path/to/model)", local):
         model, processor, tokenizer = _hf_parts(arch, pretrained == "random")
-    except Exception as err:
-        cause = "no route to the model hub, and not in its local cache" if offline else \
-            (str(err).splitlines() or [type(err).__name__])[0][:200]
-        raise ModelError(f"hf:{arch} cannot be had here ({cause}); give a local directory written by "
-                         "save_pretrained (hf:/path/to/model)") from err
-    finally:
-        constants.HF_HUB_OFFLINE = saved
     model = model.to(device).eval()
     size = {} if image_size is None else {"size": {"height": image_size, "width": image_size},
                                           "crop_size": {"height": image_size, "width": image_size}}

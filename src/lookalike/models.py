@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -279,27 +279,39 @@ def _clip(arch: str | None, pretrained: str | None, image_size: int | None, devi
 
 def _pretrained_clip(arch: str, tag: str) -> tuple[Any, Any]:
     """open_clip's model and preprocessing with weights ``tag`` (a file, or a tag fetched from the model hub
-    once and cached), or a ModelError in one line: open_clip logs its own error before raising, and without
-    a route to the hub huggingface_hub retries for a minute."""
+    once and cached), or a ModelError in one line: open_clip logs its own error before raising."""
     import open_clip
+
+    logging.disable(logging.ERROR)
+    try:
+        with hub_weights(f"clip:{arch} weights {tag!r}", "give a local checkpoint with --pretrained PATH, or use "
+                         "efficientnet-lite0 (offline)", local=Path(tag).is_file()):
+            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag)
+    finally:
+        logging.disable(logging.NOTSET)
+    return model, preprocess
+
+
+@contextlib.contextmanager
+def hub_weights(what: str, advice: str, local: bool = False) -> Iterator[None]:
+    """Weights loaded inside come from the model hub or its cache: where the hub cannot be reached (and they
+    are not ``local``), offline mode, so cached weights still load and a missing download fails at once
+    (huggingface_hub would retry for a minute); any failure is one ModelError line: ``what`` cannot be had
+    here (why); ``advice``."""
     from huggingface_hub import constants
 
     saved = constants.HF_HUB_OFFLINE
-    offline = not Path(tag).is_file() and not _hub_reachable(constants.ENDPOINT)
+    offline = not local and not _hub_reachable(constants.ENDPOINT)
     if offline:
-        constants.HF_HUB_OFFLINE = True  # cached weights still load; a missing download fails in a second
-    logging.disable(logging.ERROR)
+        constants.HF_HUB_OFFLINE = True
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=tag)
+        yield
     except Exception as err:
         cause = "no route to the model hub, and not in its local cache" if offline else \
             (str(err).splitlines() or [type(err).__name__])[0][:200]
-        raise ModelError(f"clip:{arch} weights {tag!r} cannot be had here ({cause}); give a local "
-                         "checkpoint with --pretrained PATH, or use efficientnet-lite0 (offline)") from err
+        raise ModelError(f"{what} cannot be had here ({cause}); {advice}") from err
     finally:
-        logging.disable(logging.NOTSET)
         constants.HF_HUB_OFFLINE = saved
-    return model, preprocess
 
 
 def _hub_reachable(endpoint: str) -> bool:
