@@ -7,9 +7,9 @@ a client does), and the next commands hand it their arguments over a local socke
 stops after ``LOOKALIKE_WARM_SECONDS`` (default 600) without a request; ``0`` turns it off (the test suite does).
 
 A warm process serves only clients whose settings it shares: its socket is named by a digest of the Python
-interpreter, lookalike's code and every ``LOOKALIKE_*`` / ``FIFTYONE_*`` variable, so a client with another
-database or home starts its own. Each request runs with the client's working directory, in turn, with FiftyOne's
-dataset cache off, so it sees what other processes wrote since.
+interpreter, lookalike's code and every ``LOOKALIKE_*`` / ``FIFTYONE_*`` variable but the idle timeout, so a
+client with another database or home starts its own. Each request runs with the client's working directory, in
+turn, with FiftyOne's dataset cache off, so it sees what other processes wrote since.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def socket_path() -> Path:
     digest = hashlib.sha256(os.path.realpath(sys.executable).encode())
     for path in sorted(code.rglob("*.py")):  # a changed lookalike is another process
         digest.update(f"{path.name}:{path.stat().st_mtime_ns}".encode())
-    for key in sorted(k for k in os.environ if k.startswith(("LOOKALIKE_", "FIFTYONE_"))):
+    settings = (k for k in os.environ if k.startswith(("LOOKALIKE_", "FIFTYONE_")) and k != "LOOKALIKE_WARM_SECONDS")
+    for key in sorted(settings):
         digest.update(f"{key}={os.environ[key]}".encode())
     folder = load_config().index.home_path()
     folder.mkdir(parents=True, exist_ok=True)
