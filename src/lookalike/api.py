@@ -470,12 +470,7 @@ def similar(
         hits = index.query(vec, k, where, exclude=ids, min_score=min_score)[0]
     matches: Results[Any] = Results(_match(h) if patches is None else _box_match(h) for h in hits)
     if save_view:
-        ids = [m.id for m in matches]
-        if patches is None:
-            dataset.save_view(SIMILAR_VIEW, dataset.select(ids, ordered=True), overwrite=True)
-        else:  # a patch's id is its label's
-            dataset.save_view(similar_view(patches), dataset.select_labels(ids=ids, fields=patches).to_patches(
-                patches).select(ids, ordered=True), overwrite=True)
+        dataset.save_view(similar_view(patches), ctx.rows_view([m.id for m in matches]), overwrite=True)
     return matches
 
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from . import warm
 from .config import Config, load_config
 from .exceptions import LookalikeError
+from .families import NORMALIZE
 from .finders.base import Option
 
 
@@ -164,18 +165,18 @@ def cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
-MODEL_HELP = {"clip": ":ARCH  (any open_clip architecture, e.g. clip:ViT-B-32)",
-              "timm": ":ARCH  (any timm architecture, e.g. timm:resnet50, timm:vit_small_patch14_dinov2.lvd142m)",
-              "hf": ":MODEL_ID  (a Hugging Face vision model, hub id or local directory: hf:facebook/dinov2-small)",
-              "torchscript": ":PATH  (your own model, saved with torch.jit.save)",
-              "python": ":MODULE:FUNCTION  (your own model: a function returning a torch.nn.Module)"}
+MODEL_HELP = {"clip": "any open_clip architecture, e.g. clip:ViT-B-32",
+              "timm": "any timm architecture, e.g. timm:resnet50, timm:vit_small_patch14_dinov2.lvd142m",
+              "hf": "a Hugging Face vision model, hub id or local directory: hf:facebook/dinov2-small",
+              "torchscript": "your own model, saved with torch.jit.save",
+              "python": "your own model: a function returning a torch.nn.Module"}
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import list_models
+    from .models import FAMILY_ARGS, list_models
 
     for name in list_models():
-        print(name + MODEL_HELP.get(name, ""))
+        print(name + FAMILY_ARGS.get(name, "") + (f"  ({MODEL_HELP[name]})" if name in MODEL_HELP else ""))
     return 0
 
 
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pretrained", help="open_clip / timm pretrained tag, a local checkpoint file, or random")
     sp.add_argument("--image-size", type=int, help="input size for models that take one (timm, efficientnet-lite0, "
                     "your own)")
-    sp.add_argument("--normalize", choices=["imagenet", "clip", "half", "none"],
+    sp.add_argument("--normalize", choices=list(NORMALIZE),
                     help="input normalisation of your own model (torchscript:, python:; default imagenet)")
     sp.add_argument("--batch-size", type=int)
     sp.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: GPU when present)")

@@ -247,6 +247,14 @@ class Context:
             return self.collection.select(ids)
         return self.collection.select_labels(ids=ids, fields=self.patches)
 
+    def rows_view(self, ids: list[str]) -> fo.DatasetView:
+        """The dataset's view of these rows in this order, to save: the samples, or a patches view of the boxes
+        (a patch's id is its label's)."""
+        if self.patches is None:
+            return self.dataset.select(ids, ordered=True)
+        return self.dataset.select_labels(ids=ids, fields=self.patches).to_patches(self.patches).select(
+            ids, ordered=True)
+
     def row_values(self, name: str) -> list[Any]:
         """A field of each row, in the order of :attr:`ids`: a sample field, or an attribute of a box (None
         where a row has none)."""

@@ -183,10 +183,8 @@ class Slices(Finder):
         longer makes go. Over boxes, a detector's false positives as a patches view, most confident first."""
         boxes, ds = ctx.patches, ctx.dataset
         for record in findings.records:
-            members = [m["id"] for m in record.members]
-            view = ds.select(members, ordered=True) if boxes is None else ds.select_labels(
-                ids=members, fields=boxes).to_patches(boxes).select(members, ordered=True)
-            ds.save_view(slice_view(record.slice, boxes), view, overwrite=True)
+            ds.save_view(slice_view(record.slice, boxes), ctx.rows_view([m["id"] for m in record.members]),
+                         overwrite=True)
         for n in range(len(findings.records), MOST_SLICES):
             if ds.has_saved_view(slice_view(n, boxes)):
                 ds.delete_saved_view(slice_view(n, boxes))
